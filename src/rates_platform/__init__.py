@@ -1,0 +1,1 @@
+"""Rates Platform: average daily shipping prices between ports and regions."""

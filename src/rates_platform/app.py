@@ -1,0 +1,34 @@
+"""The application factory: everything is built here, nothing at import time."""
+
+from __future__ import annotations
+
+import atexit
+
+from flask import Flask
+
+from rates_platform.db import Database, make_pool
+from rates_platform.http import observability, ops, problems
+from rates_platform.rates import routes as rates_routes
+from rates_platform.rates.service import RatesService
+from rates_platform.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI application; reads the environment only if no settings are given."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(READY_TIMEOUT=settings.ready_timeout, MAX_CONTENT_LENGTH=1024)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    pool = make_pool(settings)
+    pool.open(wait=False)  # connects in the background; requests wait up to pool_timeout
+    atexit.register(pool.close)
+    database = Database(pool)
+    app.extensions["database"] = database
+    app.extensions["rates_service"] = RatesService(database, settings.max_range_days)
+
+    observability.register(app, pool)
+    problems.register(app)
+    app.register_blueprint(rates_routes.bp)
+    app.register_blueprint(ops.bp)
+    return app

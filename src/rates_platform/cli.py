@@ -1,0 +1,115 @@
+"""The ``rates`` command: migrate, load the sample data, serve, or run it all locally."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from rates_platform import schema
+from rates_platform.dbaccess.roles import ensure_login_member
+from rates_platform.devdb import EmbeddedPostgres, new_password
+from rates_platform.settings import LIBPQ_VARIABLES, Settings, SettingsError
+
+DEFAULT_SAMPLE = Path("db/rates.sql")
+DEV_DATABASE = "rates"
+DEV_LOGIN_ROLE = "rates_api"
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunicorn_conf"]
+
+
+def _database_url() -> str:
+    return Settings.from_env().database_url
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str, Path]:
+    """Start (creating on first run) the local server; return it, admin conninfo, URL file."""
+    server = EmbeddedPostgres(data_dir / "postgres", port)
+    if not server.running:
+        server.start()
+    with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
+        if not conn.execute(
+            "SELECT FROM pg_database WHERE datname = %s", (DEV_DATABASE,)
+        ).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEV_DATABASE)))
+    admin = server.superuser_conninfo(DEV_DATABASE)
+    schema.migrate(admin)
+    password = new_password()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ensure_login_member(conn, DEV_LOGIN_ROLE, password)
+    url_file = data_dir / "database_url"
+    _write_private(url_file, server.tcp_conninfo(DEV_LOGIN_ROLE, password, DEV_DATABASE))
+    return server, admin, url_file
+
+
+def dev(args: argparse.Namespace) -> int:
+    """Serve the API on a local database, creating and filling it on first run."""
+    env = dict(os.environ)
+    external = env.get("DATABASE_URL") or any(name in env for name in LIBPQ_VARIABLES)
+    server = None
+    if external:
+        admin = _database_url()
+        schema.migrate(admin)
+    else:
+        server, admin, url_file = _prepare_embedded(Path(args.data_dir), args.pg_port)
+        env["DATABASE_URL_FILE"] = str(url_file.resolve())
+    if not schema.has_prices(admin):
+        counts = schema.load_sample(admin, args.sample)
+        print(f"loaded sample data: {counts}", file=sys.stderr)
+    Settings.from_env(env)  # fail here, with the one-line message, not in every worker
+    gunicorn = subprocess.Popen(GUNICORN, env=env)
+    try:
+        return gunicorn.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches gunicorn too; let it finish shutting down
+        return gunicorn.wait()
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rates", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply pending schema migrations")
+    load = commands.add_parser("load-sample", help="replace the data with a pg_dump's rows")
+    load.add_argument("--file", type=Path, default=DEFAULT_SAMPLE)
+    commands.add_parser("serve", help="serve the API with gunicorn (production settings)")
+    run_dev = commands.add_parser("dev", help="serve on a local embedded PostgreSQL")
+    run_dev.add_argument("--data-dir", default=".data")
+    run_dev.add_argument("--pg-port", type=int, default=int(os.environ.get("DEV_PG_PORT", "54329")))
+    run_dev.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "migrate":
+            applied = schema.migrate(_database_url())
+            print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+        elif args.command == "load-sample":
+            print(f"loaded: {schema.load_sample(_database_url(), args.file)}")
+        elif args.command == "serve":
+            Settings.from_env()
+            os.execv(sys.executable, GUNICORN)  # noqa: S606
+        else:
+            return dev(args)
+    except SettingsError as exc:
+        print(f"rates: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        print(f"rates: cannot reach the database: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

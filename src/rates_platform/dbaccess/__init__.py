@@ -1,0 +1,1 @@
+"""Secure database access: login roles, their credentials and their rotation."""

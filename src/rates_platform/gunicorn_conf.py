@@ -1,0 +1,45 @@
+"""Gunicorn settings derived from the service's own settings (``gunicorn -c python:...``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+# Workers must share one metrics directory, set before prometheus_client is imported.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rates-metrics-")
+
+from prometheus_client import multiprocess
+
+from rates_platform.settings import Settings
+
+_settings = Settings.from_env()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+wsgi_app = "rates_platform.app:create_app()"
+graceful_timeout = 10
+timeout = 30
+keepalive = 5
+accesslog = None  # the application writes one JSON line per request itself
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "rates_platform.http.observability.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"level": _settings.log_level, "handlers": ["stdout"]},
+    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False}},
+}
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,1 @@
+"""HTTP concerns shared by every capability: problems, observability, operations."""

@@ -1,0 +1,121 @@
+"""Request ids, one JSON log line per request, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from psycopg_pool import ConnectionPool
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Echo a caller's id only if it is short and plain, so it cannot forge log lines.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+REQUESTS = Counter("http_requests_total", "HTTP requests served.", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to serve a request.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+POOL_CONNECTIONS = Gauge(
+    "db_pool_connections", "Connections held by the pool.", multiprocess_mode="livesum"
+)
+POOL_IDLE = Gauge(
+    "db_pool_connections_idle", "Pooled connections ready for use.", multiprocess_mode="livesum"
+)
+POOL_WAITING = Gauge(
+    "db_pool_requests_waiting", "Requests waiting for a connection.", multiprocess_mode="livesum"
+)
+
+_access_log = logging.getLogger("rates_platform.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with any ``extra=`` fields at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _route() -> str:
+    # The rule, not the path: unknown paths must not create unbounded label values.
+    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+
+
+def _start() -> None:
+    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = supplied if _SAFE_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def register(app: Flask, pool: ConnectionPool) -> None:
+    def finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = _route()
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(request.method, route).observe(elapsed)
+        stats = pool.get_stats()
+        POOL_CONNECTIONS.set(stats.get("pool_size", 0))
+        POOL_IDLE.set(stats.get("pool_available", 0))
+        POOL_WAITING.set(stats.get("requests_waiting", 0))
+        _access_log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "route": route,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+            },
+        )
+        return response
+
+    app.before_request(_start)
+    app.after_request(finish)
+
+
+def metrics_response() -> Response:
+    """Metrics of this process, or of all gunicorn workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

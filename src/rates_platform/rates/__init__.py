@@ -1,0 +1,1 @@
+"""The /rates capability: average daily price between two locations."""

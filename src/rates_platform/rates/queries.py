@@ -1,0 +1,39 @@
+"""SQL for the rates capability; parameterised, nothing else builds queries."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date
+from typing import Any
+
+import psycopg
+
+Connection = psycopg.Connection[Any]
+
+DAILY_TOTALS = """
+    SELECT day, count(*)::int, sum(price)::bigint
+    FROM prices
+    WHERE orig_code = ANY(%(orig)s) AND dest_code = ANY(%(dest)s)
+      AND day BETWEEN %(date_from)s AND %(date_to)s
+    GROUP BY day
+"""
+
+
+def locations(conn: Connection) -> tuple[dict[str, str], dict[str, str | None]]:
+    """All ports (code -> region) and regions (slug -> parent)."""
+    ports = dict(conn.execute("SELECT code, parent_slug FROM ports").fetchall())
+    regions = dict(conn.execute("SELECT slug, parent_slug FROM regions").fetchall())
+    return ports, regions
+
+
+def daily_totals(
+    conn: Connection, orig: Collection[str], dest: Collection[str], date_from: date, date_to: date
+) -> list[tuple[date, int, int]]:
+    """(day, number of prices, sum of prices) for each day that has prices."""
+    params = {
+        "orig": sorted(orig),
+        "dest": sorted(dest),
+        "date_from": date_from,
+        "date_to": date_to,
+    }
+    return conn.execute(DAILY_TOTALS, params).fetchall()

@@ -1,0 +1,162 @@
+"""One strict settings object, read from the environment once at start.
+
+Bad values stop the process with a one-line message naming the variable, so a
+misconfigured deployment fails at boot rather than on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# libpq reads these itself; we only need to know whether any is set.
+LIBPQ_VARIABLES = (
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGSERVICE",
+    "PGSSLMODE",
+    "PGPASSFILE",
+)
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    """Return NAME, or the contents of the file named by NAME_FILE (for secrets)."""
+    file_name = env.get(f"{name}_FILE")
+    if file_name:
+        if name in env:
+            raise SettingsError(f"{name} and {name}_FILE are both set; set only one")
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
+    return env.get(name)
+
+
+def _parse(
+    env: Mapping[str, str],
+    name: str,
+    *,
+    default: T,
+    convert: Callable[[str], T],
+    check: Callable[[T], bool],
+    expected: str,
+) -> T:
+    raw = _read(env, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = convert(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected {expected}") from None
+    if not check(value):
+        raise SettingsError(f"{name}={raw!r} is not valid: expected {expected}")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    return _parse(
+        env,
+        name,
+        default=default,
+        convert=int,
+        check=lambda v: 1 <= v <= maximum,
+        expected=f"a whole number from 1 to {maximum}",
+    )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    return _parse(
+        env,
+        name,
+        default=default,
+        convert=float,
+        check=lambda v: 0 < v <= maximum,
+        expected=f"seconds, more than 0 and at most {maximum:g}",
+    )
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    return _parse(
+        env,
+        name,
+        default=default,
+        convert=int,
+        check=lambda v: 1 <= v <= 65535,
+        expected="a TCP port (1-65535)",
+    )
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    return _parse(
+        env,
+        "LOG_LEVEL",
+        default="INFO",
+        convert=str.upper,
+        check=lambda v: v in levels,
+        expected="one of " + ", ".join(levels),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    # A libpq connection string or URI; empty means "use the PG* variables".
+    database_url: str = field(default="", repr=False)
+    host: str = "127.0.0.1"
+    port: int = 3000
+    workers: int = 2
+    threads: int = 4
+    max_range_days: int = 366
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    pool_timeout: float = 3.0
+    pool_max_lifetime: float = 1800.0
+    statement_timeout: float = 5.0
+    ready_timeout: float = 2.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        database_url = _read(env, "DATABASE_URL") or ""
+        if not database_url and not any(name in env for name in LIBPQ_VARIABLES):
+            raise SettingsError(
+                "no database configured: set DATABASE_URL (or DATABASE_URL_FILE) "
+                "or the libpq variables PGHOST, PGUSER, PGDATABASE, PGPASSWORD"
+            )
+        pool_min = _positive_int(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, 100)
+        pool_max = _positive_int(env, "DB_POOL_MAX_SIZE", max(cls.pool_max_size, pool_min), 100)
+        if pool_max < pool_min:
+            raise SettingsError(
+                f"DB_POOL_MAX_SIZE={pool_max} is smaller than DB_POOL_MIN_SIZE={pool_min}"
+            )
+        return cls(
+            database_url=database_url,
+            host=env.get("HOST") or cls.host,
+            port=_port(env, "PORT", cls.port),
+            workers=_positive_int(env, "WEB_WORKERS", cls.workers, 64),
+            threads=_positive_int(env, "WEB_THREADS", cls.threads, 64),
+            max_range_days=_positive_int(env, "RATES_MAX_RANGE_DAYS", cls.max_range_days, 36600),
+            pool_min_size=pool_min,
+            pool_max_size=pool_max,
+            pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", cls.pool_timeout, 300),
+            pool_max_lifetime=_seconds(env, "DB_POOL_MAX_LIFETIME", cls.pool_max_lifetime, 86400),
+            statement_timeout=_seconds(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout, 600),
+            ready_timeout=_seconds(env, "READY_TIMEOUT", cls.ready_timeout, 60),
+            log_level=_log_level(env),
+        )
