@@ -41,7 +41,7 @@ def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str,
         server.start()
     with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
         if not conn.execute(
-            "SELECT FROM pg_database WHERE datname = %s", (DEV_DATABASE,)
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DEV_DATABASE,)
         ).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEV_DATABASE)))
     admin = server.superuser_conninfo(DEV_DATABASE)

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
@@ -72,15 +73,24 @@ class EmbeddedPostgres:
         self.log_file = self.datadir.parent / f"{self.datadir.name}.log"
         self._user = _run_as()
 
+    def _identity(self) -> dict[str, Any]:
+        # Drop root's groups too: a root group would bar us from root's 0701 directories.
+        if self._user is None:
+            return {}
+        return {"user": self._user, "group": self._user, "extra_groups": []}
+
     def _pg(self, program: str, *args: str) -> None:
-        subprocess.run(
+        result = subprocess.run(
             [str(POSTGRES_BIN_PATH / program), *args],
-            check=True,
-            user=self._user,
+            **self._identity(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
             timeout=120,
+            check=False,
         )
+        if result.returncode != 0:
+            raise RuntimeError(f"{program} failed ({result.returncode}): {result.stderr.strip()}")
 
     @property
     def initialised(self) -> bool:
@@ -156,7 +166,7 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         result = subprocess.run(
             [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.datadir), "status"],
-            user=self._user,
+            **self._identity(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,

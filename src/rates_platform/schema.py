@@ -35,9 +35,12 @@ def migrate(conninfo: str) -> list[str]:
     migrations_dir = resources.files("rates_platform").joinpath("migrations")
     migrations = read_migrations(str(migrations_dir))
     backend = get_backend(_yoyo_uri(conninfo))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    try:
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    finally:
+        backend.connection.close()
     return [m.id for m in pending]
 
 

@@ -23,7 +23,7 @@ def ensure_login_member(
     conn: psycopg.Connection[Any], role: str, password: str, group: str = APP_GROUP
 ) -> None:
     """Create or update ``role`` as a LOGIN member of ``group`` with ``password``."""
-    exists = conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     verb = sql.SQL("ALTER" if exists else "CREATE")
     conn.execute(
         sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(

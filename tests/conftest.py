@@ -1,0 +1,63 @@
+"""Session-wide PostgreSQL: started once, one migrated database with the sample data."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from rates_platform.app import create_app
+from rates_platform.devdb import EmbeddedPostgres
+from rates_platform.settings import Settings
+from tests.support import TestDatabase, prepare_database, start_server
+
+_copies = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = start_server(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: EmbeddedPostgres) -> TestDatabase:
+    """Migrated once and loaded once; never connected to, so it can be copied."""
+    return prepare_database(pg_server, "rates_template")
+
+
+@pytest.fixture(scope="session")
+def sample_db(pg_server: EmbeddedPostgres, template_db: TestDatabase) -> TestDatabase:
+    """Shared and read-only by convention: tests that write use ``fresh_db``."""
+    return prepare_database(pg_server, "rates_sample", template=template_db.name)
+
+
+@pytest.fixture
+def fresh_db(pg_server: EmbeddedPostgres, template_db: TestDatabase) -> TestDatabase:
+    """A private copy of the sample database (a template copy takes milliseconds)."""
+    return prepare_database(pg_server, f"rates_copy_{next(_copies)}", template=template_db.name)
+
+
+def settings_for(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {"database_url": database_url, "pool_timeout": 2.0, **overrides}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def app(sample_db: TestDatabase) -> Flask:
+    return create_app(settings_for(sample_db.app))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,65 @@
+"""Test harness shared by pytest and behave: a real PostgreSQL, prepared once."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from rates_platform import schema
+from rates_platform.dbaccess.roles import ensure_login_member
+from rates_platform.devdb import EmbeddedPostgres, new_password
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "db" / "rates.sql"
+TEST_LOGIN_ROLE = "rates_test_api"
+# Durability is irrelevant to a throwaway test server; speed is not.
+# Login roles are cluster-wide: one password for the whole run keeps every URL valid.
+TEST_LOGIN_PASSWORD = new_password()
+FAST_SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(directory: Path) -> EmbeddedPostgres:
+    server = EmbeddedPostgres(directory / "data", free_port())
+    server.start(FAST_SERVER_SETTINGS)
+    return server
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    server: EmbeddedPostgres
+    name: str
+    admin: str  # superuser, for set-up and independent checks
+    app: str  # the least-privileged login the API uses
+
+
+def create_database(server: EmbeddedPostgres, name: str, template: str | None = None) -> str:
+    with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(statement)
+    return server.superuser_conninfo(name)
+
+
+def prepare_database(server: EmbeddedPostgres, name: str, template: str | None = None,
+                     ) -> TestDatabase:
+    """A migrated database holding the sample data, or a copy of ``template``."""
+    admin = create_database(server, name, template)
+    if template is None:
+        schema.migrate(admin)
+        schema.load_sample(admin, SAMPLE)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ensure_login_member(conn, TEST_LOGIN_ROLE, TEST_LOGIN_PASSWORD)
+    app = server.tcp_conninfo(TEST_LOGIN_ROLE, TEST_LOGIN_PASSWORD, name)
+    return TestDatabase(server, name, admin, app)

@@ -1,0 +1,111 @@
+from datetime import date
+
+import pytest
+
+from rates_platform.rates.domain import (
+    RatesQuery,
+    RegionTree,
+    average,
+    daily_series,
+    parse_rates_query,
+)
+from rates_platform.rates.errors import (
+    DateRangeTooLong,
+    InvalidDate,
+    InvalidDateRange,
+    InvalidRatesQuery,
+    MissingParameter,
+    UnknownLocation,
+)
+
+VALID = {"date_from": "2021-01-01", "date_to": "2021-01-31", "orig_code": "CNGGZ",
+         "dest_code": "EETLL"}
+
+
+def test_valid_query() -> None:
+    query = parse_rates_query(VALID, 366)
+    assert query == RatesQuery(date(2021, 1, 1), date(2021, 1, 31), "CNGGZ", "EETLL")
+    assert query.days == 31
+
+
+def test_aliases() -> None:
+    params = {"date_from": "2021-01-01", "date_to": "2021-01-01", "origin": "a", "destination": "b"}
+    query = parse_rates_query(params, 366)
+    assert (query.origin, query.destination) == ("a", "b")
+
+
+def test_conflicting_alias_is_refused() -> None:
+    with pytest.raises(InvalidRatesQuery) as err:
+        parse_rates_query({**VALID, "origin": "OTHER"}, 366)
+    assert err.value.parameter == "orig_code"
+
+
+@pytest.mark.parametrize("missing", sorted(VALID))
+def test_each_parameter_is_required(missing: str) -> None:
+    params = {k: v for k, v in VALID.items() if k != missing}
+    with pytest.raises(MissingParameter) as err:
+        parse_rates_query(params, 366)
+    assert err.value.parameter == missing
+
+
+@pytest.mark.parametrize("bad", ["2021-02-30", "2021-1-1", "20210101", "yesterday", "2021-01-01T00"])
+def test_malformed_dates(bad: str) -> None:
+    with pytest.raises(InvalidDate) as err:
+        parse_rates_query({**VALID, "date_to": bad}, 366)
+    assert err.value.parameter == "date_to"
+
+
+def test_reversed_range() -> None:
+    with pytest.raises(InvalidDateRange):
+        parse_rates_query({**VALID, "date_from": "2021-02-01"}, 366)
+
+
+def test_range_limit_is_inclusive() -> None:
+    assert parse_rates_query(VALID, 31).days == 31
+    with pytest.raises(DateRangeTooLong, match="32 days; at most 31"):
+        parse_rates_query({**VALID, "date_to": "2021-02-01"}, 31)
+
+
+def test_location_syntax() -> None:
+    with pytest.raises(InvalidRatesQuery) as err:
+        parse_rates_query({**VALID, "dest_code": "x' OR 1=1"}, 366)
+    assert err.value.parameter == "dest_code"
+
+
+TREE = RegionTree(
+    ports={"P1": "leaf", "P2": "mid", "P3": "other", "P4": "leaf"},
+    regions={"root": None, "mid": "root", "leaf": "mid", "other": None, "empty": "root"},
+)
+
+
+@pytest.mark.parametrize(
+    ("location", "ports"),
+    [("P1", {"P1"}), ("leaf", {"P1", "P4"}), ("mid", {"P1", "P2", "P4"}),
+     ("root", {"P1", "P2", "P4"}), ("other", {"P3"}), ("empty", set())],
+)
+def test_region_expansion_covers_every_depth(location: str, ports: set[str]) -> None:
+    assert TREE.ports_for("orig_code", location) == ports
+
+
+def test_unknown_location_names_the_parameter() -> None:
+    with pytest.raises(UnknownLocation) as err:
+        TREE.ports_for("dest_code", "nowhere")
+    assert err.value.parameter == "dest_code"
+
+
+def test_cyclic_tree_terminates() -> None:
+    tree = RegionTree({"P": "a"}, {"a": "b", "b": "a"})
+    assert tree.ports_for("orig_code", "b") == {"P"}
+
+
+def test_average_needs_three_prices_and_rounds_half_up() -> None:
+    assert average(200, 2) is None
+    assert average(3463, 3) == 1154.33
+    assert average(1, 8) == 0.13  # 0.125 rounds up, not to even
+
+
+def test_daily_series_fills_gaps_newest_first() -> None:
+    query = RatesQuery(date(2021, 1, 1), date(2021, 1, 3), "a", "b")
+    series = daily_series(query, [(date(2021, 1, 2), 3, 300), (date(2021, 1, 3), 1, 5)])
+    assert [(r.day.day, r.price, r.count) for r in series] == [
+        (3, None, 1), (2, 100.0, 3), (1, None, 0)]
