@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from rates_platform.app import create_app
 from rates_platform.devdb import EmbeddedPostgres
 from rates_platform.settings import Settings
-from tests.support import TestDatabase, prepare_database, start_server
+from tests.support import PreparedDatabase, prepare_database, start_server
 
 _copies = itertools.count(1)
 
@@ -26,19 +26,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPost
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_server: EmbeddedPostgres) -> TestDatabase:
+def template_db(pg_server: EmbeddedPostgres) -> PreparedDatabase:
     """Migrated once and loaded once; never connected to, so it can be copied."""
     return prepare_database(pg_server, "rates_template")
 
 
 @pytest.fixture(scope="session")
-def sample_db(pg_server: EmbeddedPostgres, template_db: TestDatabase) -> TestDatabase:
+def sample_db(pg_server: EmbeddedPostgres, template_db: PreparedDatabase) -> PreparedDatabase:
     """Shared and read-only by convention: tests that write use ``fresh_db``."""
     return prepare_database(pg_server, "rates_sample", template=template_db.name)
 
 
 @pytest.fixture
-def fresh_db(pg_server: EmbeddedPostgres, template_db: TestDatabase) -> TestDatabase:
+def fresh_db(pg_server: EmbeddedPostgres, template_db: PreparedDatabase) -> PreparedDatabase:
     """A private copy of the sample database (a template copy takes milliseconds)."""
     return prepare_database(pg_server, f"rates_copy_{next(_copies)}", template=template_db.name)
 
@@ -49,7 +49,7 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def app(sample_db: TestDatabase) -> Flask:
+def app(sample_db: PreparedDatabase) -> Flask:
     return create_app(settings_for(sample_db.app))
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import requests
 from psycopg import sql
 
 from rates_platform import schema
@@ -36,7 +44,7 @@ def start_server(directory: Path) -> EmbeddedPostgres:
 
 
 @dataclass(frozen=True)
-class TestDatabase:
+class PreparedDatabase:
     server: EmbeddedPostgres
     name: str
     admin: str  # superuser, for set-up and independent checks
@@ -52,8 +60,11 @@ def create_database(server: EmbeddedPostgres, name: str, template: str | None = 
     return server.superuser_conninfo(name)
 
 
-def prepare_database(server: EmbeddedPostgres, name: str, template: str | None = None,
-                     ) -> TestDatabase:
+def prepare_database(
+    server: EmbeddedPostgres,
+    name: str,
+    template: str | None = None,
+) -> PreparedDatabase:
     """A migrated database holding the sample data, or a copy of ``template``."""
     admin = create_database(server, name, template)
     if template is None:
@@ -62,4 +73,49 @@ def prepare_database(server: EmbeddedPostgres, name: str, template: str | None =
     with psycopg.connect(admin, autocommit=True) as conn:
         ensure_login_member(conn, TEST_LOGIN_ROLE, TEST_LOGIN_PASSWORD)
     app = server.tcp_conninfo(TEST_LOGIN_ROLE, TEST_LOGIN_PASSWORD, name)
-    return TestDatabase(server, name, admin, app)
+    return PreparedDatabase(server, name, admin, app)
+
+
+class Gunicorn:
+    """The real server, started as deployed (``rates serve``), on a free port."""
+
+    def __init__(self, database_url: str, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "PORT": str(self.port),
+            "WEB_WORKERS": "2",
+            **env,
+        }
+        environment.pop("DATABASE_URL_FILE", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rates_platform.cli", "serve"],
+            env=environment,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        self.wait_until("/readyz", 200)
+
+    def get(self, path: str, timeout: float = 5) -> requests.Response:
+        return requests.get(self.base + path, timeout=timeout)
+
+    def wait_until(self, path: str, status: int, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            with contextlib.suppress(requests.RequestException):
+                if self.get(path, timeout=2).status_code == status:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"{path} never answered {status}:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)

@@ -16,7 +16,7 @@ from rates_platform.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application; reads the environment only if no settings are given."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(READY_TIMEOUT=settings.ready_timeout, MAX_CONTENT_LENGTH=1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

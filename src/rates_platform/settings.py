@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from psycopg.conninfo import make_conninfo
+
 T = TypeVar("T")
 
 # libpq reads these itself; we only need to know whether any is set.
@@ -134,6 +136,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         database_url = _read(env, "DATABASE_URL") or ""
+        if env.get("PGPASSWORD_FILE"):  # libpq has no such variable; containers want one
+            password = _read(env, "PGPASSWORD") or ""
+            database_url = make_conninfo(database_url, password=password)
         if not database_url and not any(name in env for name in LIBPQ_VARIABLES):
             raise SettingsError(
                 "no database configured: set DATABASE_URL (or DATABASE_URL_FILE) "

@@ -36,34 +36,56 @@ def test_aliases_give_the_same_answer(client: FlaskClient) -> None:
 
 def test_days_without_prices_count_zero(client: FlaskClient) -> None:
     response = client.get(
-        "/rates?date_from=2020-12-30&date_to=2021-01-01&orig_code=CNGGZ&dest_code=EETLL")
+        "/rates?date_from=2020-12-30&date_to=2021-01-01&orig_code=CNGGZ&dest_code=EETLL"
+    )
     first, *before = response.json["rates"]
     assert (first["day"], first["count"]) == ("2021-01-01", 3)
     assert first["price"] is not None
-    assert before == [{"day": "2020-12-31", "price": None, "count": 0},
-                      {"day": "2020-12-30", "price": None, "count": 0}]
+    assert before == [
+        {"day": "2020-12-31", "price": None, "count": 0},
+        {"day": "2020-12-30", "price": None, "count": 0},
+    ]
 
 
 @pytest.mark.parametrize(
     ("query", "problem_type", "parameter"),
     [
         ("date_to=2021-01-31&orig_code=CNGGZ&dest_code=EETLL", "missing-parameter", "date_from"),
-        ("date_from=2021-01-01&date_to=2021-13-01&orig_code=CNGGZ&dest_code=EETLL",
-         "invalid-date", "date_to"),
-        ("date_from=2021-02-01&date_to=2021-01-01&orig_code=CNGGZ&dest_code=EETLL",
-         "invalid-date-range", "date_from"),
-        ("date_from=2021-01-01&date_to=9999-12-31&orig_code=CNGGZ&dest_code=EETLL",
-         "date-range-too-long", "date_to"),
-        ("date_from=2021-01-01&date_to=2021-01-31&orig_code=ZZZZZ&dest_code=EETLL",
-         "unknown-location", "orig_code"),
-        ("date_from=2021-01-01&date_to=2021-01-31&orig_code=CNGGZ&dest_code=atlantis",
-         "unknown-location", "dest_code"),
-        ("date_from=2021-01-01&date_to=2021-01-31&orig_code=CNGGZ&dest_code=%3Bdrop",
-         "invalid-parameter", "dest_code"),
+        (
+            "date_from=2021-01-01&date_to=2021-13-01&orig_code=CNGGZ&dest_code=EETLL",
+            "invalid-date",
+            "date_to",
+        ),
+        (
+            "date_from=2021-02-01&date_to=2021-01-01&orig_code=CNGGZ&dest_code=EETLL",
+            "invalid-date-range",
+            "date_from",
+        ),
+        (
+            "date_from=2021-01-01&date_to=9999-12-31&orig_code=CNGGZ&dest_code=EETLL",
+            "date-range-too-long",
+            "date_to",
+        ),
+        (
+            "date_from=2021-01-01&date_to=2021-01-31&orig_code=ZZZZZ&dest_code=EETLL",
+            "unknown-location",
+            "orig_code",
+        ),
+        (
+            "date_from=2021-01-01&date_to=2021-01-31&orig_code=CNGGZ&dest_code=atlantis",
+            "unknown-location",
+            "dest_code",
+        ),
+        (
+            "date_from=2021-01-01&date_to=2021-01-31&orig_code=CNGGZ&dest_code=%3Bdrop",
+            "invalid-parameter",
+            "dest_code",
+        ),
     ],
 )
-def test_bad_input_is_a_400_problem(client: FlaskClient, query: str, problem_type: str,
-                                    parameter: str) -> None:
+def test_bad_input_is_a_400_problem(
+    client: FlaskClient, query: str, problem_type: str, parameter: str
+) -> None:
     response = client.get(f"/rates?{query}")
     assert response.status_code == 400
     assert response.mimetype == PROBLEM
@@ -83,10 +105,13 @@ def test_range_limit_is_configurable(sample_db) -> None:  # type: ignore[no-unty
     assert "at most 7" in response.json["detail"]
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/no/such/route", 404), ("POST", "/rates", 405), ("DELETE", "/", 405)])
-def test_routing_errors_are_problems(client: FlaskClient, method: str, path: str,
-                                     status: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/no/such/route", 404), ("POST", "/rates", 405), ("DELETE", "/", 405)],
+)
+def test_routing_errors_are_problems(
+    client: FlaskClient, method: str, path: str, status: int
+) -> None:
     response = client.open(path, method=method)
     assert response.status_code == status
     assert response.mimetype == PROBLEM
@@ -111,8 +136,11 @@ def test_unexpected_errors_are_problems_without_a_trace(sample_db) -> None:  # t
 
 def test_request_id_is_echoed_or_generated(client: FlaskClient) -> None:
     assert client.get("/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == (
-        "abc-123")
-    generated = client.get("/", headers={"X-Request-ID": "bad id; forged=1"}).headers["X-Request-ID"]
+        "abc-123"
+    )
+    generated = client.get("/", headers={"X-Request-ID": "bad id; forged=1"}).headers[
+        "X-Request-ID"
+    ]
     assert generated != "bad id; forged=1"
     assert len(generated) == 32
 

@@ -18,8 +18,12 @@ from rates_platform.rates.errors import (
     UnknownLocation,
 )
 
-VALID = {"date_from": "2021-01-01", "date_to": "2021-01-31", "orig_code": "CNGGZ",
-         "dest_code": "EETLL"}
+VALID = {
+    "date_from": "2021-01-01",
+    "date_to": "2021-01-31",
+    "orig_code": "CNGGZ",
+    "dest_code": "EETLL",
+}
 
 
 def test_valid_query() -> None:
@@ -48,7 +52,9 @@ def test_each_parameter_is_required(missing: str) -> None:
     assert err.value.parameter == missing
 
 
-@pytest.mark.parametrize("bad", ["2021-02-30", "2021-1-1", "20210101", "yesterday", "2021-01-01T00"])
+@pytest.mark.parametrize(
+    "bad", ["2021-02-30", "2021-1-1", "20210101", "yesterday", "2021-01-01T00"]
+)
 def test_malformed_dates(bad: str) -> None:
     with pytest.raises(InvalidDate) as err:
         parse_rates_query({**VALID, "date_to": bad}, 366)
@@ -80,8 +86,14 @@ TREE = RegionTree(
 
 @pytest.mark.parametrize(
     ("location", "ports"),
-    [("P1", {"P1"}), ("leaf", {"P1", "P4"}), ("mid", {"P1", "P2", "P4"}),
-     ("root", {"P1", "P2", "P4"}), ("other", {"P3"}), ("empty", set())],
+    [
+        ("P1", {"P1"}),
+        ("leaf", {"P1", "P4"}),
+        ("mid", {"P1", "P2", "P4"}),
+        ("root", {"P1", "P2", "P4"}),
+        ("other", {"P3"}),
+        ("empty", set()),
+    ],
 )
 def test_region_expansion_covers_every_depth(location: str, ports: set[str]) -> None:
     assert TREE.ports_for("orig_code", location) == ports
@@ -108,4 +120,7 @@ def test_daily_series_fills_gaps_newest_first() -> None:
     query = RatesQuery(date(2021, 1, 1), date(2021, 1, 3), "a", "b")
     series = daily_series(query, [(date(2021, 1, 2), 3, 300), (date(2021, 1, 3), 1, 5)])
     assert [(r.day.day, r.price, r.count) for r in series] == [
-        (3, None, 1), (2, 100.0, 3), (1, None, 0)]
+        (3, None, 1),
+        (2, 100.0, 3),
+        (1, None, 0),
+    ]

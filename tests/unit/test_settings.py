@@ -41,8 +41,15 @@ def test_value_and_file_together_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "http"), ("PORT", "70000"), ("WEB_WORKERS", "0"), ("RATES_MAX_RANGE_DAYS", "-1"),
-     ("DB_STATEMENT_TIMEOUT", "0"), ("DB_POOL_TIMEOUT", "soon"), ("LOG_LEVEL", "chatty")],
+    [
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("WEB_WORKERS", "0"),
+        ("RATES_MAX_RANGE_DAYS", "-1"),
+        ("DB_STATEMENT_TIMEOUT", "0"),
+        ("DB_POOL_TIMEOUT", "soon"),
+        ("LOG_LEVEL", "chatty"),
+    ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"^{name}={value!r} is not valid"):
@@ -56,3 +63,10 @@ def test_pool_bounds_must_be_ordered() -> None:
 
 def test_secret_not_in_repr() -> None:
     assert "pw" not in repr(Settings.from_env({"DATABASE_URL": "postgresql://u:pw@h/db"}))
+
+
+def test_password_file_for_libpq_variables(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    settings = Settings.from_env({"PGHOST": "db", "PGPASSWORD_FILE": str(secret)})
+    assert settings.database_url == "password=s3cret"

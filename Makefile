@@ -1,0 +1,50 @@
+# Rates Platform: `make run` serves the API locally, `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: help venv run test lint typecheck unit integration e2e bdd clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## Create the virtual environment with every dependency
+
+run: $(STAMP) ## Serve the API on 127.0.0.1:3000 (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/rates dev
+
+test: lint typecheck bdd ## Run every check and test (what CI runs)
+	$(BIN)/pytest tests
+
+lint: $(STAMP) ## ruff (lint and format) and hadolint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+unit: $(STAMP) ## Unit tests (no database)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP) ## Integration tests on a real PostgreSQL started by the tests
+	$(BIN)/pytest tests/integration
+
+e2e: $(STAMP) ## End-to-end tests with the real gunicorn server
+	$(BIN)/pytest tests/e2e
+
+bdd: $(STAMP) ## Behave scenarios of the documented examples
+	$(BIN)/behave --format progress features
+
+clean: ## Remove the virtual environment and local data (.data)
+	rm -rf $(VENV) .data
