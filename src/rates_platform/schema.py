@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
@@ -71,6 +72,38 @@ def read_dump(path: Path) -> dict[str, DumpTable]:
     return tables
 
 
+# Each port stands for itself and for every region above it (UNION: cycle-safe).
+_REBUILD_TOTALS = (
+    """CREATE TEMPORARY TABLE location_of ON COMMIT DROP AS
+       WITH RECURSIVE up(code, loc) AS (
+           SELECT code, code FROM ports
+           UNION SELECT code, parent_slug FROM ports
+           UNION SELECT up.code, r.parent_slug
+                 FROM up JOIN regions r ON r.slug = up.loc
+                 WHERE r.parent_slug IS NOT NULL)
+       SELECT code, loc FROM up""",
+    """CREATE TEMPORARY TABLE lane_days ON COMMIT DROP AS
+       SELECT orig_code, dest_code, day, count(*) AS n, sum(price) AS total
+       FROM prices GROUP BY orig_code, dest_code, day""",
+    """CREATE TEMPORARY TABLE origin_days ON COMMIT DROP AS
+       SELECT o.loc AS orig_loc, l.dest_code, l.day, sum(l.n) AS n, sum(l.total) AS total
+       FROM lane_days l JOIN location_of o ON o.code = l.orig_code
+       GROUP BY o.loc, l.dest_code, l.day""",
+    "TRUNCATE location_daily_totals",
+    """INSERT INTO location_daily_totals (orig_loc, dest_loc, day, price_count, price_total)
+       SELECT od.orig_loc, d.loc, od.day, sum(od.n), sum(od.total)
+       FROM origin_days od JOIN location_of d ON d.code = od.dest_code
+       GROUP BY od.orig_loc, d.loc, od.day""",
+    "ANALYZE location_daily_totals",
+)
+
+
+def rebuild_daily_totals(conn: psycopg.Connection[Any]) -> None:
+    """Recompute location_daily_totals from prices; call inside the loading transaction."""
+    for statement in _REBUILD_TOTALS:
+        conn.execute(statement)
+
+
 def load_sample(conninfo: str, path: Path) -> dict[str, int]:
     """Replace ports, regions and prices with the dump's rows, atomically.
 
@@ -94,6 +127,7 @@ def load_sample(conninfo: str, path: Path) -> dict[str, int]:
             counts[name] = len(table.rows)
         for name in SAMPLE_TABLES:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+        rebuild_daily_totals(conn)
     return counts
 
 

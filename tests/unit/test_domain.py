@@ -4,10 +4,10 @@ import pytest
 
 from rates_platform.rates.domain import (
     RatesQuery,
-    RegionTree,
     average,
     daily_series,
     parse_rates_query,
+    require_known,
 )
 from rates_platform.rates.errors import (
     DateRangeTooLong,
@@ -78,36 +78,14 @@ def test_location_syntax() -> None:
     assert err.value.parameter == "dest_code"
 
 
-TREE = RegionTree(
-    ports={"P1": "leaf", "P2": "mid", "P3": "other", "P4": "leaf"},
-    regions={"root": None, "mid": "root", "leaf": "mid", "other": None, "empty": "root"},
-)
-
-
-@pytest.mark.parametrize(
-    ("location", "ports"),
-    [
-        ("P1", {"P1"}),
-        ("leaf", {"P1", "P4"}),
-        ("mid", {"P1", "P2", "P4"}),
-        ("root", {"P1", "P2", "P4"}),
-        ("other", {"P3"}),
-        ("empty", set()),
-    ],
-)
-def test_region_expansion_covers_every_depth(location: str, ports: set[str]) -> None:
-    assert TREE.ports_for("orig_code", location) == ports
+def test_known_locations_pass_through() -> None:
+    assert require_known("orig_code", "china_main", {"china_main", "CNGGZ"}) == "china_main"
 
 
 def test_unknown_location_names_the_parameter() -> None:
     with pytest.raises(UnknownLocation) as err:
-        TREE.ports_for("dest_code", "nowhere")
+        require_known("dest_code", "nowhere", {"CNGGZ"})
     assert err.value.parameter == "dest_code"
-
-
-def test_cyclic_tree_terminates() -> None:
-    tree = RegionTree({"P": "a"}, {"a": "b", "b": "a"})
-    assert tree.ports_for("orig_code", "b") == {"P"}
 
 
 def test_average_needs_three_prices_and_rounds_half_up() -> None:

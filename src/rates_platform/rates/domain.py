@@ -1,4 +1,4 @@
-"""Pure rules of the rates API: query validation, region expansion, daily series.
+"""Pure rules of the rates API: query validation, known locations, daily series.
 
 Nothing here touches Flask or the database, so every rule is unit-testable.
 """
@@ -6,7 +6,7 @@ Nothing here touches Flask or the database, so every rule is unit-testable.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -93,42 +93,13 @@ def parse_rates_query(params: Mapping[str, str], max_range_days: int) -> RatesQu
     return query
 
 
-class RegionTree:
-    """Maps every port code and region slug to the set of ports it covers.
-
-    Built once from the ports and regions tables, so a request never walks the tree.
-    """
-
-    def __init__(self, ports: Mapping[str, str], regions: Mapping[str, str | None]) -> None:
-        children: dict[str, list[str]] = {}
-        for slug, parent in regions.items():
-            if parent is not None:
-                children.setdefault(parent, []).append(slug)
-        ports_in: dict[str, list[str]] = {}
-        for code, region in ports.items():
-            ports_in.setdefault(region, []).append(code)
-
-        expansion: dict[str, frozenset[str]] = {code: frozenset((code,)) for code in ports}
-        for slug in regions:
-            covered: set[str] = set()
-            stack, seen = [slug], set()
-            while stack:  # iterative, and cycle-safe should the data ever hold one
-                current = stack.pop()
-                if current in seen:
-                    continue
-                seen.add(current)
-                covered.update(ports_in.get(current, ()))
-                stack.extend(children.get(current, ()))
-            expansion.setdefault(slug, frozenset(covered))
-        self._expansion = expansion
-
-    def ports_for(self, parameter: str, location: str) -> frozenset[str]:
-        try:
-            return self._expansion[location]
-        except KeyError:
-            raise UnknownLocation(
-                parameter, f"{location!r} is neither a known port code nor a region slug"
-            ) from None
+def require_known(parameter: str, location: str, known: Collection[str]) -> str:
+    """The location itself, or UnknownLocation naming the parameter."""
+    if location not in known:
+        raise UnknownLocation(
+            parameter, f"{location!r} is neither a known port code nor a region slug"
+        )
+    return location
 
 
 def average(total: int, count: int) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import date
 from typing import Any
 
@@ -10,30 +9,24 @@ import psycopg
 
 Connection = psycopg.Connection[Any]
 
+# One primary-key range read, at most one row per day, whatever the locations cover.
 DAILY_TOTALS = """
-    SELECT day, count(*)::int, sum(price)::bigint
-    FROM prices
-    WHERE orig_code = ANY(%(orig)s) AND dest_code = ANY(%(dest)s)
+    SELECT day, price_count, price_total
+    FROM location_daily_totals
+    WHERE orig_loc = %(orig)s AND dest_loc = %(dest)s
       AND day BETWEEN %(date_from)s AND %(date_to)s
-    GROUP BY day
 """
 
 
-def locations(conn: Connection) -> tuple[dict[str, str], dict[str, str | None]]:
-    """All ports (code -> region) and regions (slug -> parent)."""
-    ports = dict(conn.execute("SELECT code, parent_slug FROM ports").fetchall())
-    regions = dict(conn.execute("SELECT slug, parent_slug FROM regions").fetchall())
-    return ports, regions
+def known_locations(conn: Connection) -> frozenset[str]:
+    """Every port code and region slug."""
+    rows = conn.execute("SELECT code FROM ports UNION ALL SELECT slug FROM regions").fetchall()
+    return frozenset(code for (code,) in rows)
 
 
 def daily_totals(
-    conn: Connection, orig: Collection[str], dest: Collection[str], date_from: date, date_to: date
+    conn: Connection, orig: str, dest: str, date_from: date, date_to: date
 ) -> list[tuple[date, int, int]]:
     """(day, number of prices, sum of prices) for each day that has prices."""
-    params = {
-        "orig": sorted(orig),
-        "dest": sorted(dest),
-        "date_from": date_from,
-        "date_to": date_to,
-    }
+    params = {"orig": orig, "dest": dest, "date_from": date_from, "date_to": date_to}
     return conn.execute(DAILY_TOTALS, params).fetchall()

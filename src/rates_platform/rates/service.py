@@ -1,4 +1,4 @@
-"""Use cases of the rates capability: validate, expand locations, aggregate."""
+"""Use cases of the rates capability: validate, then read pre-aggregated daily totals."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 
 from rates_platform.db import Database
 from rates_platform.rates import queries
-from rates_platform.rates.domain import DayRate, RegionTree, daily_series, parse_rates_query
+from rates_platform.rates.domain import DayRate, daily_series, parse_rates_query, require_known
 
-# How long a worker trusts its copy of the region tree; bounds staleness after a load.
-REGION_TREE_TTL_SECONDS = 1.0
+# How long a worker trusts its list of ports and regions; bounds staleness after a load.
+LOCATIONS_TTL_SECONDS = 1.0
 
 
 class RatesService:
@@ -21,24 +21,23 @@ class RatesService:
         self._db = db
         self._max_range_days = max_range_days
         self._clock = clock
-        self._tree: RegionTree | None = None
-        self._tree_loaded_at = 0.0
+        self._known: frozenset[str] = frozenset()
+        self._known_at: float | None = None
         self._lock = threading.Lock()
 
-    def region_tree(self) -> RegionTree:
+    def known_locations(self) -> frozenset[str]:
         with self._lock:
             now = self._clock()
-            if self._tree is None or now - self._tree_loaded_at >= REGION_TREE_TTL_SECONDS:
-                ports, regions = self._db.read(queries.locations)
-                self._tree, self._tree_loaded_at = RegionTree(ports, regions), now
-            return self._tree
+            if self._known_at is None or now - self._known_at >= LOCATIONS_TTL_SECONDS:
+                self._known, self._known_at = self._db.read(queries.known_locations), now
+            return self._known
 
     def daily_rates(self, params: Mapping[str, str]) -> list[DayRate]:
         """Validate the query, then average prices per day; raises InvalidRatesQuery."""
         query = parse_rates_query(params, self._max_range_days)
-        tree = self.region_tree()
-        orig = tree.ports_for("orig_code", query.origin)
-        dest = tree.ports_for("dest_code", query.destination)
+        known = self.known_locations()
+        orig = require_known("orig_code", query.origin, known)
+        dest = require_known("dest_code", query.destination, known)
         totals = self._db.read(
             lambda conn: queries.daily_totals(conn, orig, dest, query.date_from, query.date_to)
         )
