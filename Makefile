@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv run test lint typecheck unit integration e2e bdd clean
+.PHONY: help venv run test lint typecheck unit integration e2e bdd bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ e2e: $(STAMP) ## End-to-end tests with the real gunicorn server
 
 bdd: $(STAMP) ## Behave scenarios of the documented examples
 	$(BIN)/behave --format progress features
+
+bench: $(STAMP) ## Benchmark /rates against GET / on the sample data (installs wrk if missing)
+	$(BIN)/python bench/run.py
+
+bench-scale: $(STAMP) ## The same on synthetic 1M and 10M prices, with 1-client latency
+	$(BIN)/python bench/run.py --scale
 
 clean: ## Remove the virtual environment and local data (.data)
 	rm -rf $(VENV) .data

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from tqdm import tqdm
 
-from rates_platform import schema
+from rates_platform import schema, synthetic
 from rates_platform.dbaccess.roles import ensure_login_member
 from rates_platform.devdb import EmbeddedPostgres, new_password
 from rates_platform.settings import LIBPQ_VARIABLES, Settings, SettingsError
+from rates_platform.synthetic import Shape
 
 DEFAULT_SAMPLE = Path("db/rates.sql")
 DEV_DATABASE = "rates"
@@ -79,6 +81,14 @@ def dev(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def generate_with_progress(conninfo: str, shape: Shape) -> dict[str, float]:
+    with (
+        psycopg.connect(conninfo) as conn,
+        tqdm(total=shape.prices, unit="rows", unit_scale=True, desc="COPY prices") as bar,
+    ):
+        return synthetic.generate(conn, shape, bar.update)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rates", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = commands.add_parser("load-sample", help="replace the data with a pg_dump's rows")
     load.add_argument("--file", type=Path, default=DEFAULT_SAMPLE)
     load.add_argument("--if-empty", action="store_true", help="do nothing if prices exist")
+    gen = commands.add_parser("generate", help="replace the data with a synthetic data set")
+    gen.add_argument("--prices", type=int, default=Shape.prices)
+    gen.add_argument("--days", type=int, default=Shape.days)
+    gen.add_argument("--ports", type=int, default=Shape.ports)
+    gen.add_argument("--regions", type=int, default=Shape.regions)
+    gen.add_argument("--lanes", type=int, default=Shape.lanes)
+    gen.add_argument("--seed", type=int, default=Shape.seed)
     commands.add_parser("serve", help="serve the API with gunicorn (production settings)")
     run_dev = commands.add_parser("dev", help="serve on a local embedded PostgreSQL")
     run_dev.add_argument("--data-dir", default=".data")
@@ -102,6 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("prices already loaded; nothing to do")
             else:
                 print(f"loaded: {schema.load_sample(url, args.file)}")
+        elif args.command == "generate":
+            shape = Shape(
+                prices=args.prices,
+                days=args.days,
+                ports=args.ports,
+                regions=args.regions,
+                lanes=args.lanes,
+                seed=args.seed,
+            )
+            print(f"generated: {generate_with_progress(_database_url(), shape)}")
         elif args.command == "serve":
             Settings.from_env()
             os.execv(sys.executable, GUNICORN)  # noqa: S606

@@ -74,34 +74,60 @@ def read_dump(path: Path) -> dict[str, DumpTable]:
 
 # Each port stands for itself and for every region above it (UNION: cycle-safe).
 _REBUILD_TOTALS = (
-    """CREATE TEMPORARY TABLE location_of ON COMMIT DROP AS
-       WITH RECURSIVE up(code, loc) AS (
-           SELECT code, code FROM ports
-           UNION SELECT code, parent_slug FROM ports
-           UNION SELECT up.code, r.parent_slug
-                 FROM up JOIN regions r ON r.slug = up.loc
+    # Every region with itself and each region above it (UNION: safe even on a cycle).
+    """CREATE TEMPORARY TABLE region_up ON COMMIT DROP AS
+       WITH RECURSIVE up(slug, ancestor) AS (
+           SELECT slug, slug FROM regions
+           UNION SELECT up.slug, r.parent_slug
+                 FROM up JOIN regions r ON r.slug = up.ancestor
                  WHERE r.parent_slug IS NOT NULL)
-       SELECT code, loc FROM up""",
+       SELECT slug, ancestor FROM up""",
     """CREATE TEMPORARY TABLE lane_days ON COMMIT DROP AS
-       SELECT orig_code, dest_code, day, count(*) AS n, sum(price) AS total
-       FROM prices GROUP BY orig_code, dest_code, day""",
-    """CREATE TEMPORARY TABLE origin_days ON COMMIT DROP AS
-       SELECT o.loc AS orig_loc, l.dest_code, l.day, sum(l.n) AS n, sum(l.total) AS total
-       FROM lane_days l JOIN location_of o ON o.code = l.orig_code
-       GROUP BY o.loc, l.dest_code, l.day""",
-    "TRUNCATE location_daily_totals",
-    """INSERT INTO location_daily_totals (orig_loc, dest_loc, day, price_count, price_total)
-       SELECT od.orig_loc, d.loc, od.day, sum(od.n), sum(od.total)
-       FROM origin_days od JOIN location_of d ON d.code = od.dest_code
-       GROUP BY od.orig_loc, d.loc, od.day""",
-    "ANALYZE location_daily_totals",
+       SELECT p.orig_code, o.parent_slug AS orig_region, p.dest_code,
+              d.parent_slug AS dest_region, p.day, count(*) AS n, sum(p.price) AS total
+       FROM prices p
+       JOIN ports o ON o.code = p.orig_code
+       JOIN ports d ON d.code = p.dest_code
+       GROUP BY p.orig_code, o.parent_slug, p.dest_code, d.parent_slug, p.day""",
+    # Bulk insert first, index after: far faster than maintaining the key row by row.
+    "ALTER TABLE daily_totals DROP CONSTRAINT daily_totals_pkey",
+    "TRUNCATE daily_totals",
+    """INSERT INTO daily_totals
+       SELECT orig_code, dest_code, day, n, total FROM lane_days""",
+    """INSERT INTO daily_totals
+       SELECT orig_code, dest_region, day, sum(n), sum(total)
+       FROM lane_days GROUP BY orig_code, dest_region, day""",
+    """INSERT INTO daily_totals
+       SELECT orig_region, dest_code, day, sum(n), sum(total)
+       FROM lane_days GROUP BY orig_region, dest_code, day""",
+    """CREATE TEMPORARY TABLE origin_up_days ON COMMIT DROP AS
+       SELECT u.ancestor AS orig_key, l.dest_region, l.day, sum(l.n) AS n,
+              sum(l.total) AS total
+       FROM lane_days l JOIN region_up u ON u.slug = l.orig_region
+       GROUP BY u.ancestor, l.dest_region, l.day""",
+    """INSERT INTO daily_totals
+       SELECT o.orig_key, u.ancestor, o.day, sum(o.n), sum(o.total)
+       FROM origin_up_days o JOIN region_up u ON u.slug = o.dest_region
+       GROUP BY o.orig_key, u.ancestor, o.day""",
+    """ALTER TABLE daily_totals
+       ADD CONSTRAINT daily_totals_pkey PRIMARY KEY (orig_key, dest_key, day)""",
+    "ANALYZE daily_totals",
 )
+_KEY_CLASH = "SELECT code FROM ports JOIN regions ON regions.slug = ports.code LIMIT 1"
 
 
 def rebuild_daily_totals(conn: psycopg.Connection[Any]) -> None:
-    """Recompute location_daily_totals from prices; call inside the loading transaction."""
+    """Recompute daily_totals from prices; call inside the loading transaction."""
+    clash = conn.execute(_KEY_CLASH).fetchone()
+    if clash is not None:
+        raise ValueError(f"{clash[0]!r} is both a port code and a region slug")
     for statement in _REBUILD_TOTALS:
         conn.execute(statement)
+
+
+def truncate_sample_tables(conn: psycopg.Connection[Any]) -> None:
+    names = sql.SQL(", ").join(sql.Identifier(name) for name in SAMPLE_TABLES)
+    conn.execute(sql.SQL("TRUNCATE {}").format(names))
 
 
 def load_sample(conninfo: str, path: Path) -> dict[str, int]:
@@ -112,11 +138,7 @@ def load_sample(conninfo: str, path: Path) -> dict[str, int]:
     tables = read_dump(path)
     counts: dict[str, int] = {}
     with psycopg.connect(conninfo) as conn, conn.transaction():
-        conn.execute(
-            sql.SQL("TRUNCATE {}").format(
-                sql.SQL(", ").join(sql.Identifier(name) for name in SAMPLE_TABLES)
-            )
-        )
+        truncate_sample_tables(conn)
         for name in SAMPLE_TABLES:
             table = tables[name]
             statement = sql.SQL("COPY {} ({}) FROM STDIN").format(

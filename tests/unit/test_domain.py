@@ -3,11 +3,11 @@ from datetime import date
 import pytest
 
 from rates_platform.rates.domain import (
+    Locations,
     RatesQuery,
     average,
     daily_series,
     parse_rates_query,
-    require_known,
 )
 from rates_platform.rates.errors import (
     DateRangeTooLong,
@@ -78,14 +78,41 @@ def test_location_syntax() -> None:
     assert err.value.parameter == "dest_code"
 
 
-def test_known_locations_pass_through() -> None:
-    assert require_known("orig_code", "china_main", {"china_main", "CNGGZ"}) == "china_main"
+LOCATIONS = Locations(
+    ports={"P1": "leaf", "P2": "mid", "P3": "other"},
+    regions={"root": None, "mid": "root", "leaf": "mid", "other": None, "empty": "root"},
+)
 
 
-def test_unknown_location_names_the_parameter() -> None:
+@pytest.mark.parametrize(
+    ("origin", "destination", "keys"),
+    [
+        ("P1", "P2", (["P1"], ["P2"])),  # a lane
+        ("root", "other", (["root"], ["other"])),  # region pairs are aggregated whole
+        ("P3", "mid", (["P3"], ["leaf", "mid"])),  # port to a region and all below it
+        ("root", "P3", (["empty", "leaf", "mid", "root"], ["P3"])),
+        ("P1", "empty", (["P1"], ["empty"])),
+    ],
+)
+def test_total_keys(origin: str, destination: str, keys: tuple[list[str], list[str]]) -> None:
+    assert LOCATIONS.total_keys(origin, destination) == keys
+
+
+@pytest.mark.parametrize(
+    ("origin", "destination", "parameter"),
+    [("nowhere", "P1", "orig_code"), ("P1", "nowhere", "dest_code")],
+)
+def test_unknown_location_names_the_parameter(
+    origin: str, destination: str, parameter: str
+) -> None:
     with pytest.raises(UnknownLocation) as err:
-        require_known("dest_code", "nowhere", {"CNGGZ"})
-    assert err.value.parameter == "dest_code"
+        LOCATIONS.total_keys(origin, destination)
+    assert err.value.parameter == parameter
+
+
+def test_cyclic_tree_terminates() -> None:
+    cyclic = Locations({"P": "a"}, {"a": "b", "b": "a"})
+    assert cyclic.total_keys("P", "b") == (["P"], ["a", "b"])
 
 
 def test_average_needs_three_prices_and_rounds_half_up() -> None:

@@ -1,4 +1,4 @@
--- depends: 0002.index-prices-by-lane-and-day
+-- depends: 0002.index-region-tree
 -- The API's privileges live on a NOLOGIN group; login roles are only its members,
 -- so credentials can be replaced without touching a single grant.
 DO $$

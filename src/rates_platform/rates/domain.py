@@ -1,4 +1,4 @@
-"""Pure rules of the rates API: query validation, known locations, daily series.
+"""Pure rules of the rates API: query validation, locations, daily series.
 
 Nothing here touches Flask or the database, so every rule is unit-testable.
 """
@@ -6,7 +6,7 @@ Nothing here touches Flask or the database, so every rule is unit-testable.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -93,13 +93,47 @@ def parse_rates_query(params: Mapping[str, str], max_range_days: int) -> RatesQu
     return query
 
 
-def require_known(parameter: str, location: str, known: Collection[str]) -> str:
-    """The location itself, or UnknownLocation naming the parameter."""
-    if location not in known:
-        raise UnknownLocation(
-            parameter, f"{location!r} is neither a known port code nor a region slug"
-        )
-    return location
+class Locations:
+    """Ports and the region tree, and which daily_totals keys answer a pair of them.
+
+    daily_totals holds, per day: each lane; each port to (and from) the ports directly
+    in a region; and each region pair, covering every port below both. So a pair that
+    mixes a port and a region sums the rows of that region and all regions below it.
+    """
+
+    def __init__(self, ports: Mapping[str, str], regions: Mapping[str, str | None]) -> None:
+        self._ports = frozenset(ports)
+        children: dict[str, list[str]] = {}
+        for slug, parent in regions.items():
+            if parent is not None:
+                children.setdefault(parent, []).append(slug)
+        self._subtree: dict[str, tuple[str, ...]] = {}
+        for slug in regions:
+            below, stack = {slug}, [slug]
+            while stack:  # iterative, and stops even if the data ever holds a cycle
+                for child in children.get(stack.pop(), ()):
+                    if child not in below:
+                        below.add(child)
+                        stack.append(child)
+            self._subtree[slug] = tuple(sorted(below))
+
+    def _require(self, parameter: str, location: str) -> str:
+        if location not in self._ports and location not in self._subtree:
+            raise UnknownLocation(
+                parameter, f"{location!r} is neither a known port code nor a region slug"
+            )
+        return location
+
+    def total_keys(self, origin: str, destination: str) -> tuple[list[str], list[str]]:
+        """The orig_key and dest_key values whose rows sum to this pair's daily totals."""
+        orig = self._require("orig_code", origin)
+        dest = self._require("dest_code", destination)
+        orig_is_port, dest_is_port = orig in self._ports, dest in self._ports
+        if orig_is_port and not dest_is_port:
+            return [orig], list(self._subtree[dest])
+        if dest_is_port and not orig_is_port:
+            return list(self._subtree[orig]), [dest]
+        return [orig], [dest]
 
 
 def average(total: int, count: int) -> float | None:

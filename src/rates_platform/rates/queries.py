@@ -9,23 +9,25 @@ import psycopg
 
 Connection = psycopg.Connection[Any]
 
-# One primary-key range read, at most one row per day, whatever the locations cover.
+# At most one primary-key range per key pair, whatever the regions cover.
 DAILY_TOTALS = """
-    SELECT day, price_count, price_total
-    FROM location_daily_totals
-    WHERE orig_loc = %(orig)s AND dest_loc = %(dest)s
+    SELECT day, sum(price_count)::int, sum(price_total)::bigint
+    FROM daily_totals
+    WHERE orig_key = ANY(%(orig)s) AND dest_key = ANY(%(dest)s)
       AND day BETWEEN %(date_from)s AND %(date_to)s
+    GROUP BY day
 """
 
 
-def known_locations(conn: Connection) -> frozenset[str]:
-    """Every port code and region slug."""
-    rows = conn.execute("SELECT code FROM ports UNION ALL SELECT slug FROM regions").fetchall()
-    return frozenset(code for (code,) in rows)
+def locations(conn: Connection) -> tuple[dict[str, str], dict[str, str | None]]:
+    """All ports (code -> region) and regions (slug -> parent)."""
+    ports = dict(conn.execute("SELECT code, parent_slug FROM ports").fetchall())
+    regions = dict(conn.execute("SELECT slug, parent_slug FROM regions").fetchall())
+    return ports, regions
 
 
 def daily_totals(
-    conn: Connection, orig: str, dest: str, date_from: date, date_to: date
+    conn: Connection, orig: list[str], dest: list[str], date_from: date, date_to: date
 ) -> list[tuple[date, int, int]]:
     """(day, number of prices, sum of prices) for each day that has prices."""
     params = {"orig": orig, "dest": dest, "date_from": date_from, "date_to": date_to}

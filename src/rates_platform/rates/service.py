@@ -1,4 +1,4 @@
-"""Use cases of the rates capability: validate, then read pre-aggregated daily totals."""
+"""Use cases of the rates capability: validate, then sum pre-aggregated daily totals."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 
 from rates_platform.db import Database
 from rates_platform.rates import queries
-from rates_platform.rates.domain import DayRate, daily_series, parse_rates_query, require_known
+from rates_platform.rates.domain import DayRate, Locations, daily_series, parse_rates_query
 
-# How long a worker trusts its list of ports and regions; bounds staleness after a load.
+# How long a worker trusts its copy of ports and regions; bounds staleness after a load.
 LOCATIONS_TTL_SECONDS = 1.0
 
 
@@ -21,23 +21,22 @@ class RatesService:
         self._db = db
         self._max_range_days = max_range_days
         self._clock = clock
-        self._known: frozenset[str] = frozenset()
-        self._known_at: float | None = None
+        self._locations: Locations | None = None
+        self._loaded_at = 0.0
         self._lock = threading.Lock()
 
-    def known_locations(self) -> frozenset[str]:
+    def locations(self) -> Locations:
         with self._lock:
             now = self._clock()
-            if self._known_at is None or now - self._known_at >= LOCATIONS_TTL_SECONDS:
-                self._known, self._known_at = self._db.read(queries.known_locations), now
-            return self._known
+            if self._locations is None or now - self._loaded_at >= LOCATIONS_TTL_SECONDS:
+                self._locations = Locations(*self._db.read(queries.locations))
+                self._loaded_at = now
+            return self._locations
 
     def daily_rates(self, params: Mapping[str, str]) -> list[DayRate]:
         """Validate the query, then average prices per day; raises InvalidRatesQuery."""
         query = parse_rates_query(params, self._max_range_days)
-        known = self.known_locations()
-        orig = require_known("orig_code", query.origin, known)
-        dest = require_known("dest_code", query.destination, known)
+        orig, dest = self.locations().total_keys(query.origin, query.destination)
         totals = self._db.read(
             lambda conn: queries.daily_totals(conn, orig, dest, query.date_from, query.date_to)
         )

@@ -1,0 +1,304 @@
+"""Benchmark /rates against GET / on the same machine, in the same run.
+
+    python bench/run.py            # the sample data (make bench)
+    python bench/run.py --scale    # synthetic 1M and 10M prices (make bench-scale)
+
+The service runs exactly as deployed (`rates serve`: gunicorn, production settings)
+on the embedded PostgreSQL; wrk drives it with random paths per query shape, so no
+single cached answer can carry a score. Results: a table on stdout and a JSON file
+under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rates_platform import schema  # noqa: E402
+from rates_platform.cli import generate_with_progress  # noqa: E402
+from rates_platform.dbaccess.roles import ensure_login_member  # noqa: E402
+from rates_platform.devdb import EmbeddedPostgres, new_password  # noqa: E402
+from rates_platform.synthetic import Shape  # noqa: E402
+from tests.support import SAMPLE, Gunicorn, create_database, free_port  # noqa: E402
+
+LUA = Path(__file__).with_name("paths.lua")
+RESULTS = Path(__file__).with_name("results")
+PATHS_PER_SHAPE = 2_000
+# Bulk loads and large aggregates want memory; nothing here needs durability.
+SERVER_SETTINGS = {
+    "shared_buffers": "1GB",
+    "work_mem": "256MB",
+    "maintenance_work_mem": "1GB",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "100",
+}
+SHAPES = ("port→port", "port→region", "region→port", "region→region")
+
+
+@dataclass
+class Result:
+    scenario: str
+    connections: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    ratio_to_hello: float | None = None
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL
+        )
+        if found := shutil.which("wrk"):
+            return found
+    sys.exit("bench: wrk is needed: apt-get install wrk (Debian) or brew install wrk")
+
+
+def prepare(data_dir: Path, shape: Shape | None) -> tuple[EmbeddedPostgres, str]:
+    """A server with the data set loaded; kept in .data/bench between runs."""
+    server = EmbeddedPostgres(data_dir / "postgres", free_port())
+    server.start(SERVER_SETTINGS)
+    marker = data_dir / "loaded.json"
+    wanted = json.dumps(asdict(shape) if shape else {"sample": str(SAMPLE)}, default=str)
+    admin = server.superuser_conninfo("rates")
+    if not marker.exists() or marker.read_text() != wanted:
+        with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS rates")
+        create_database(server, "rates")
+        schema.migrate(admin)
+        if shape is None:
+            print(f"loaded {schema.load_sample(admin, SAMPLE)}", file=sys.stderr)
+        else:
+            print(f"generated {generate_with_progress(admin, shape)}", file=sys.stderr)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        marker.write_text(wanted)
+    return server, admin
+
+
+def path_sets(admin: str, rng: random.Random) -> dict[str, list[str]]:
+    """Random paths per shape: lanes weighted as the data is, all regions, random windows."""
+    with psycopg.connect(admin) as conn:
+        first, last = conn.execute("SELECT min(day), max(day) FROM prices").fetchone()
+        (total,) = conn.execute("SELECT count(*) FROM prices").fetchone()
+        percent = min(100.0, 100.0 * 5 * PATHS_PER_SHAPE / max(1, total))
+        lanes = conn.execute(  # a sample of prices: busy lanes come up as often as they are busy
+            "SELECT orig_code, dest_code FROM prices TABLESAMPLE BERNOULLI (%s)", (percent,)
+        ).fetchall()
+        ports = [
+            code
+            for (code,) in conn.execute(
+                "SELECT DISTINCT orig_code FROM prices UNION SELECT DISTINCT dest_code FROM prices"
+            )
+        ]
+        regions = [slug for (slug,) in conn.execute("SELECT slug FROM regions")]
+
+    def window(days: int) -> str:
+        span = max(0, (last - first).days - days + 1)
+        start = first + timedelta(days=rng.randint(0, span))
+        return f"date_from={start}&date_to={start + timedelta(days=days - 1)}"
+
+    def paths(pairs: list[tuple[str, str]], days: int = 31) -> list[str]:
+        return [f"/rates?{window(days)}&orig_code={o}&dest_code={d}" for o, d in pairs]
+
+    def pick(a: list[str], b: list[str]) -> list[tuple[str, str]]:
+        return [(rng.choice(a), rng.choice(b)) for _ in range(PATHS_PER_SHAPE)]
+
+    sets = {
+        "port→port": paths([rng.choice(lanes) for _ in range(PATHS_PER_SHAPE)]),
+        "port→region": paths(pick(ports, regions)),
+        "region→port": paths(pick(regions, ports)),
+        "region→region": paths(pick(regions, regions)),
+        "region→region 1 year": paths(pick(regions, regions), days=365),
+    }
+    sets["mixed"] = [p for shape in SHAPES for p in sets[shape]]
+    return sets
+
+
+def wrk(
+    wrk_bin: str, base: str, paths: list[str], connections: int, seconds: int
+) -> dict[str, int]:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("\n".join(paths) + "\n")
+    try:
+        out = subprocess.run(
+            [
+                wrk_bin,
+                f"-t{min(2, connections)}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                str(LUA),
+                base,
+                "--",
+                handle.name,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(handle.name)
+    line = next(line for line in out.splitlines() if line.startswith("WRK_RESULT "))
+    result: dict[str, int] = json.loads(line.removeprefix("WRK_RESULT "))
+    return result
+
+
+def worker_rss_mb(api: Gunicorn) -> list[float]:
+    workers = psutil.Process(api.process.pid).children(recursive=True)
+    return sorted(
+        round(p.memory_info().rss / 2**20, 1)
+        for p in workers
+        if "gunicorn" in " ".join(p.cmdline()) or "python" in p.name()
+    )
+
+
+def run_dataset(
+    label: str, shape: Shape | None, args: argparse.Namespace, wrk_bin: str
+) -> dict[str, object]:
+    data_dir = ROOT / ".data" / "bench" / label
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server, admin = prepare(data_dir, shape)
+    password = new_password()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ensure_login_member(conn, "rates_bench", password)
+    api = Gunicorn(server.tcp_conninfo("rates_bench", password, "rates"))
+    rng = random.Random(args.seed)
+    sets = path_sets(admin, rng)
+    results: list[Result] = []
+
+    def measure(name: str, paths: list[str], connections: int) -> Result:
+        raw = wrk(wrk_bin, api.base, paths, connections, args.duration)
+        result = Result(
+            name,
+            connections,
+            round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+            raw["p50_us"] / 1000,
+            raw["p99_us"] / 1000,
+            raw["non_2xx"] + raw["socket_errors"],
+        )
+        results.append(result)
+        print(
+            f"  {label} {name} c={connections}: {result.requests_per_second:.0f} req/s",
+            file=sys.stderr,
+        )
+        return result
+
+    try:
+        wrk(wrk_bin, api.base, sets["mixed"], args.connections, 3)  # warm-up, not recorded
+        hello = measure("GET /", ["/"], args.connections)
+        for name in SHAPES:
+            measure(name, sets[name], args.connections)
+        if shape is not None:
+            measure("mixed", sets["mixed"], args.connections)
+            for name in (*SHAPES, "region→region 1 year"):
+                measure(name, sets[name], 1)
+        for result in results:
+            result.ratio_to_hello = round(result.requests_per_second / hello.requests_per_second, 3)
+        rss = worker_rss_mb(api)
+    finally:
+        api.stop()
+        server.stop()
+    return {
+        "dataset": label,
+        "prices": shape.prices if shape else 56_689,
+        "worker_rss_mb": rss,
+        "results": [asdict(r) for r in results],
+    }
+
+
+def print_table(run: dict[str, object]) -> None:
+    print(f"\n{run['dataset']}: {run['prices']:,} prices · worker RSS MB {run['worker_rss_mb']}")
+    print(
+        f"{'scenario':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}{'x GET /':>9}"
+    )
+    for r in run["results"]:  # type: ignore[attr-defined]
+        print(
+            f"{r['scenario']:<22}{r['connections']:>6}{r['requests_per_second']:>10.0f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+            f"{r['ratio_to_hello']:>9.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", action="store_true", help="synthetic 1M and 10M prices")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    wrk_bin = ensure_wrk()
+    datasets: list[tuple[str, Shape | None]] = (
+        [("synthetic-1m", Shape(prices=1_000_000)), ("synthetic-10m", Shape())]
+        if args.scale
+        else [("sample", None)]
+    )
+    runs = [run_dataset(label, shape, args, wrk_bin) for label, shape in datasets]
+    for run in runs:
+        print_table(run)
+    if args.scale:
+        small, large = (
+            next(
+                r
+                for r in run["results"]  # type: ignore[attr-defined]
+                if r["scenario"] == "port→port" and r["connections"] == 1
+            )
+            for run in runs
+        )
+        print(f"\nport→port p50 at 10M / at 1M: {large['p50_ms'] / small['p50_ms']:.2f}x")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{stamp}-{'scale' if args.scale else 'sample'}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "memory_gb": round(psutil.virtual_memory().total / 2**30),
+                },
+                "connections": args.connections,
+                "duration_s": args.duration,
+                "runs": runs,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+    print(f"\nwritten {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
