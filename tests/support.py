@@ -83,13 +83,7 @@ class Gunicorn:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        environment = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "PORT": str(self.port),
-            "WEB_WORKERS": "2",
-            **env,
-        }
+        environment = {**os.environ, "DATABASE_URL": database_url, "PORT": str(self.port), **env}
         environment.pop("DATABASE_URL_FILE", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rates_platform.cli", "serve"],

@@ -8,6 +8,7 @@ from flask import Flask
 
 from rates_platform.db import Database, make_pool
 from rates_platform.http import observability, ops, problems
+from rates_platform.http.jsonprovider import OrjsonProvider
 from rates_platform.rates import routes as rates_routes
 from rates_platform.rates.service import RatesService
 from rates_platform.settings import Settings
@@ -17,8 +18,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application; reads the environment only if no settings are given."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)
+    app.json = OrjsonProvider(app)
     app.config.update(READY_TIMEOUT=settings.ready_timeout, MAX_CONTENT_LENGTH=1024)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     pool = make_pool(settings)
     pool.open(wait=False)  # connects in the background; requests wait up to pool_timeout

@@ -86,7 +86,9 @@ def generate_with_progress(conninfo: str, shape: Shape) -> dict[str, float]:
         psycopg.connect(conninfo) as conn,
         tqdm(total=shape.prices, unit="rows", unit_scale=True, desc="COPY prices") as bar,
     ):
-        return synthetic.generate(conn, shape, bar.update)
+        summary = synthetic.generate(conn, shape, bar.update)
+    schema.vacuum_daily_totals(conninfo)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,9 @@ bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"
+# One listening socket per worker (SO_REUSEPORT): the kernel spreads connections
+# evenly, instead of one worker winning the accept race for most keep-alive clients.
+reuse_port = True
 wsgi_app = "rates_platform.app:create_app()"
 graceful_timeout = 10
 timeout = 30

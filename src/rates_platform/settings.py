@@ -122,7 +122,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     workers: int = 2
-    threads: int = 4
+    threads: int = 2
     max_range_days: int = 366
     pool_min_size: int = 1
     pool_max_size: int = 4

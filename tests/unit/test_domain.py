@@ -1,4 +1,6 @@
+import random
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -129,3 +131,12 @@ def test_daily_series_fills_gaps_newest_first() -> None:
         (2, 100.0, 3),
         (1, None, 0),
     ]
+
+
+def test_average_equals_decimal_half_up_rounding() -> None:
+    rng = random.Random(5)
+    for _ in range(20_000):
+        count = rng.randint(3, 5_000)
+        total = rng.randint(0, 10_000 * count)
+        exact = (Decimal(total) / count).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        assert average(total, count) == float(exact), (total, count)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date
 
 from rates_platform.rates.errors import (
     DateRangeTooLong,
@@ -24,7 +23,6 @@ from rates_platform.rates.errors import (
 MIN_PRICES_FOR_AVERAGE = 3
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _LOCATION = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class RatesQuery:
         return (self.date_to - self.date_from).days + 1
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built 31+ times per request: slots, not frozen, is cheaper
 class DayRate:
     day: date
     price: float | None
@@ -137,18 +135,23 @@ class Locations:
 
 
 def average(total: int, count: int) -> float | None:
-    """Average in cents, rounded half-up; None when too few prices to be meaningful."""
+    """Average to the cent, rounded half-up; None when too few prices to be meaningful.
+
+    Integer arithmetic: exact, and several times cheaper than Decimal on the hot path.
+    """
     if count < MIN_PRICES_FOR_AVERAGE:
         return None
-    return float((Decimal(total) / count).quantize(_CENT, rounding=ROUND_HALF_UP))
+    cents = (200 * total + count) // (2 * count)  # floor(100 * total / count + 1/2)
+    return cents / 100
 
 
 def daily_series(query: RatesQuery, totals: Iterable[tuple[date, int, int]]) -> list[DayRate]:
     """One entry per day of the range, newest first; days without prices count 0."""
     by_day = {day: (count, total) for day, count, total in totals}
+    last = query.date_to.toordinal()
     series = []
-    for offset in range(query.days):
-        day = query.date_to - timedelta(days=offset)
+    for ordinal in range(last, last - query.days, -1):
+        day = date.fromordinal(ordinal)
         count, total = by_day.get(day, (0, 0))
-        series.append(DayRate(day=day, price=average(total, count), count=count))
+        series.append(DayRate(day, average(total, count), count))
     return series
