@@ -11,17 +11,19 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from tqdm import tqdm
 
 from rates_platform import schema, synthetic
-from rates_platform.dbaccess.roles import ensure_login_member
-from rates_platform.devdb import EmbeddedPostgres, new_password
+from rates_platform.dbaccess.bootstrap import ROTATOR_SECRET, bootstrap
+from rates_platform.dbaccess.rotation import RotationPolicy
+from rates_platform.dbaccess.stores import open_store
+from rates_platform.devdb import EmbeddedPostgres
 from rates_platform.settings import LIBPQ_VARIABLES, Settings, SettingsError
 from rates_platform.synthetic import Shape
 
 DEFAULT_SAMPLE = Path("db/rates.sql")
 DEV_DATABASE = "rates"
-DEV_LOGIN_ROLE = "rates_api"
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunicorn_conf"]
 
 
@@ -36,8 +38,12 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str, Path]:
-    """Start (creating on first run) the local server; return it, admin conninfo, URL file."""
+def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str, dict[str, str]]:
+    """Start (creating on first run) the local server with rotated access for the API.
+
+    Returns the server, the superuser's conninfo and the environment that points the
+    API, and `dbaccess`, at it: no password in either, they come from the local store.
+    """
     server = EmbeddedPostgres(data_dir / "postgres", port)
     if not server.running:
         server.start()
@@ -48,12 +54,18 @@ def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str,
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEV_DATABASE)))
     admin = server.superuser_conninfo(DEV_DATABASE)
     schema.migrate(admin)
-    password = new_password()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        ensure_login_member(conn, DEV_LOGIN_ROLE, password)
-    url_file = data_dir / "database_url"
-    _write_private(url_file, server.tcp_conninfo(DEV_LOGIN_ROLE, password, DEV_DATABASE))
-    return server, admin, url_file
+    store_spec = f"file:{(data_dir / 'secrets.enc').resolve()}"
+    tcp = make_conninfo(host="127.0.0.1", port=port, dbname=DEV_DATABASE)
+    bootstrap(admin, open_store(store_spec), tcp, RotationPolicy())
+    env = {
+        "DATABASE_URL": tcp,
+        "DB_SECRET_STORE": store_spec,
+        "DBACCESS_LOGIN_SECRET": ROTATOR_SECRET,
+    }
+    _write_private(
+        data_dir / "dbaccess.env", "".join(f"{key}='{value}'\n" for key, value in env.items())
+    )
+    return server, admin, env
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -65,8 +77,9 @@ def dev(args: argparse.Namespace) -> int:
         admin = _database_url()
         schema.migrate(admin)
     else:
-        server, admin, url_file = _prepare_embedded(Path(args.data_dir), args.pg_port)
-        env["DATABASE_URL_FILE"] = str(url_file.resolve())
+        server, admin, local = _prepare_embedded(Path(args.data_dir), args.pg_port)
+        env.update(local)
+        env.pop("DBACCESS_LOGIN_SECRET")  # the API logs in with its own rotated credential
     if not schema.has_prices(admin):
         counts = schema.load_sample(admin, args.sample)
         print(f"loaded sample data: {counts}", file=sys.stderr)

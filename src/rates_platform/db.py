@@ -8,11 +8,14 @@ restart has broken, so the service recovers without a process restart.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from rates_platform.dbaccess import credentials
+from rates_platform.dbaccess.credentials import CurrentCredential
+from rates_platform.dbaccess.stores import open_store
 from rates_platform.settings import Settings
 
 T = TypeVar("T")
@@ -20,16 +23,30 @@ APPLICATION_NAME = "rates-api"
 
 
 def make_pool(settings: Settings, *, name: str = "rates-api") -> ConnectionPool:
-    """A closed pool configured from settings; call ``open()`` where it is used."""
+    """A closed pool configured from settings; call ``open()`` where it is used.
+
+    With a secret store configured, every new connection logs in with the store's
+    current credential, so rotations need no restart.
+    """
     statement_timeout_ms = int(settings.statement_timeout * 1000)
+    static = {
+        # Reads are single statements: autocommit saves a BEGIN/COMMIT round trip each.
+        "autocommit": True,
+        "application_name": APPLICATION_NAME,
+        "options": f"-c statement_timeout={statement_timeout_ms}",
+    }
+    kwargs: dict[str, Any] | Callable[[], dict[str, Any]] = static
+    connection_class: type[psycopg.Connection[Any]] = psycopg.Connection
+    if settings.secret_store:
+        credential = CurrentCredential(
+            open_store(settings.secret_store), settings.secret_name, ttl=settings.credential_ttl
+        )
+        kwargs = lambda: {**static, **credential.login()}  # noqa: E731
+        connection_class = credentials.connection_class(credential)
     return ConnectionPool(
         settings.database_url,
-        kwargs={
-            # Reads are single statements: autocommit saves a BEGIN/COMMIT round trip each.
-            "autocommit": True,
-            "application_name": APPLICATION_NAME,
-            "options": f"-c statement_timeout={statement_timeout_ms}",
-        },
+        kwargs=kwargs,
+        connection_class=connection_class,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,

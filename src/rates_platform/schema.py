@@ -31,6 +31,39 @@ def _yoyo_uri(conninfo: str) -> str:
     return "postgresql+psycopg:///?" + urlencode(params)
 
 
+# Migrations run as the migrating login; afterwards every object of the service is
+# handed to the NOLOGIN owner role, so no login role owns anything (yoyo's own
+# bookkeeping tables excepted).
+_OWN_EVERYTHING = """
+DO $$
+DECLARE
+    item record;
+BEGIN
+    FOR item IN
+        SELECT format('ALTER %s %s OWNER TO rates_owner',
+                      CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                      c.oid::regclass) AS statement
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('public', 'audit') AND c.relkind IN ('r', 'p', 'S', 'v', 'm')
+          AND c.relname NOT LIKE '%yoyo%'
+          AND c.relowner <> 'rates_owner'::regrole
+          AND NOT (c.relkind = 'S' AND EXISTS (  -- owned sequences follow their table
+              SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+        UNION ALL
+        SELECT format('ALTER FUNCTION %s OWNER TO rates_owner', p.oid::regprocedure)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'audit' AND p.proowner <> 'rates_owner'::regrole
+        UNION ALL
+        SELECT 'ALTER SCHEMA audit OWNER TO rates_owner'
+        FROM pg_namespace WHERE nspname = 'audit' AND nspowner <> 'rates_owner'::regrole
+    LOOP
+        EXECUTE item.statement;
+    END LOOP;
+END
+$$
+"""
+
+
 def migrate(conninfo: str) -> list[str]:
     """Apply pending migrations under yoyo's lock; return the ids applied."""
     migrations_dir = resources.files("rates_platform").joinpath("migrations")
@@ -42,6 +75,8 @@ def migrate(conninfo: str) -> list[str]:
             backend.apply_migrations(pending)
     finally:
         backend.connection.close()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(_OWN_EVERYTHING)
     return [m.id for m in pending]
 
 

@@ -113,6 +113,18 @@ def _log_level(env: Mapping[str, str]) -> str:
     )
 
 
+def _secret_store(env: Mapping[str, str]) -> str:
+    spec = env.get("DB_SECRET_STORE", "")
+    kind, _, where = spec.partition(":")
+    if spec and not (
+        (kind == "file" and where) or (kind == "keyvault" and where.startswith("https://"))
+    ):
+        raise SettingsError(
+            f"DB_SECRET_STORE={spec!r} is not valid: expected file:PATH or keyvault:https://VAULT"
+        )
+    return spec
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its environment."""
@@ -131,6 +143,11 @@ class Settings:
     statement_timeout: float = 5.0
     ready_timeout: float = 2.0
     log_level: str = "INFO"
+    # Where the rotated login lives (file:PATH or keyvault:https://...); empty: the
+    # credentials in DATABASE_URL / PG* are used as they are.
+    secret_store: str = ""
+    secret_name: str = "rates-db-app"  # noqa: S105 - a name, not a secret
+    credential_ttl: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,4 +181,7 @@ class Settings:
             statement_timeout=_seconds(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout, 600),
             ready_timeout=_seconds(env, "READY_TIMEOUT", cls.ready_timeout, 60),
             log_level=_log_level(env),
+            secret_store=_secret_store(env),
+            secret_name=env.get("DB_SECRET_NAME") or cls.secret_name,
+            credential_ttl=_seconds(env, "DB_CREDENTIAL_TTL", cls.credential_ttl, 300),
         )

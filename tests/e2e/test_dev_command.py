@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,27 @@ def run_dev(data_dir: Path, pg_port: int, api_port: int) -> tuple[subprocess.Pop
     raise AssertionError("rates dev did not become ready")
 
 
+def dbaccess_env(data_dir: Path) -> dict[str, str]:
+    """The environment the README sources from .data/dbaccess.env."""
+    env = dict(os.environ)
+    for line in (data_dir / "dbaccess.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value.strip("'")
+    return env
+
+
+def dbaccess(data_dir: Path, *args: str) -> dict[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "rates_platform.dbaccess.cli", *args],
+        env=dbaccess_env(data_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    parsed: dict[str, str] = json.loads(result.stdout)
+    return parsed
+
+
 def interrupt(process: subprocess.Popen[str]) -> str:
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     output, _ = process.communicate(timeout=60)
@@ -64,10 +86,23 @@ def test_dev_serves_sample_data_keeps_it_and_stops_cleanly(tmp_path: Path) -> No
     rates = requests.get(base + EXAMPLE, timeout=5).json()["rates"]
     assert len(rates) == 31
     assert rates[0] == {"day": "2021-01-31", "price": 1154.33, "count": 3}
+    # The README's rotation, against the running service: it keeps answering.
+    before = dbaccess(tmp_path, "status", "--json")["active_slot"]
+    rotate = subprocess.run(
+        [sys.executable, "-m", "rates_platform.dbaccess.cli", "rotate", "--now"],
+        env=dbaccess_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rotate.returncode == 0, rotate.stderr
+    assert dbaccess(tmp_path, "status", "--json")["active_slot"] not in (before, None)
+    assert requests.get(base + EXAMPLE, timeout=5).json()["rates"] == rates
     first_output = interrupt(process)
     assert "loaded sample data" in first_output
     assert not EmbeddedPostgres(tmp_path / "postgres", pg_port).running
-    assert (tmp_path / "database_url").stat().st_mode & 0o077 == 0  # private to the user
+    for private in ("secrets.enc", "secrets.enc.key", "dbaccess.env"):
+        assert (tmp_path / private).stat().st_mode & 0o077 == 0, private
 
     process, base = run_dev(tmp_path, pg_port, api_port)
     assert requests.get(base + EXAMPLE, timeout=5).json()["rates"] == rates

@@ -1,0 +1,66 @@
+"""First-run set-up of rotated access on a database the caller administers.
+
+Gives the rotator role a login (its password kept in the store), then lets the
+rotator create the API's first credential. Idempotent: a rerun changes nothing that
+works, and repairs what does not (a recreated database, a lost store).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.audit import Event
+from rates_platform.dbaccess.roles import scram_verifier
+from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
+from rates_platform.dbaccess.secrets import CURRENT, SecretStore, with_stage
+from rates_platform.devdb import new_password
+
+ROTATOR_ROLE = "rates_rotator"
+ROTATOR_SECRET = "rates-db-rotator"  # noqa: S105 - a secret's name
+
+
+def _logs_in(conninfo: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, connect_timeout=5):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def ensure_rotator_login(admin: str, store: SecretStore, server: str) -> str:
+    """The rotator's conninfo on ``server`` (host/port/dbname), creating its login."""
+    login = with_stage(store, ROTATOR_SECRET, CURRENT)
+    if login is None:
+        login = store.add_version(
+            ROTATOR_SECRET, {"username": ROTATOR_ROLE, "password": new_password()}, {CURRENT}, {}
+        )
+    conninfo = make_conninfo(server, user=ROTATOR_ROLE, password=login.value["password"])
+    if not _logs_in(conninfo):
+        with psycopg.connect(admin, autocommit=True) as conn, conn.transaction():
+            verifier = scram_verifier(conn, ROTATOR_ROLE, login.value["password"])
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(ROTATOR_ROLE), sql.Literal(verifier)
+                )
+            )
+            audit.record(
+                conn,
+                Event.ROLE_CHANGE,
+                ROTATOR_ROLE,
+                details={"change": "login enabled", "by": "bootstrap"},
+            )
+    return conninfo
+
+
+def bootstrap(admin: str, store: SecretStore, server: str, policy: RotationPolicy) -> Rotator:
+    """Make ``server`` reachable by the API through the store; return the rotator."""
+    rotator = Rotator(store, ensure_rotator_login(admin, store, server), policy)
+    current = with_stage(store, policy.secret_name, CURRENT)
+    works = current is not None and _logs_in(
+        make_conninfo(server, user=current.value["username"], password=current.value["password"])
+    )
+    rotator.run(force=not works)
+    return rotator

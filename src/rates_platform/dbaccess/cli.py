@@ -1,0 +1,193 @@
+"""The ``dbaccess`` command: rotate the API's login, show its status, check the audit trail.
+
+Configuration (environment):
+  DATABASE_URL / PG*        where to connect, as the rotator (or an auditor)
+  DB_SECRET_STORE           file:PATH or keyvault:https://VAULT
+  DB_SECRET_NAME            the API's rotated login (default rates-db-app)
+  DBACCESS_LOGIN_SECRET     optional: a secret in the store with this command's own login
+  ROTATION_PERIOD_DAYS      default 30
+  ROTATION_GRACE_SECONDS    default 3600 (keep above the API's DB_POOL_MAX_LIFETIME)
+  CREDENTIAL_LIFETIME_DAYS  default 60 (VALID UNTIL of each new password)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from psycopg.conninfo import make_conninfo
+
+from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.rotation import (
+    RotationBusy,
+    RotationFailed,
+    RotationPolicy,
+    Rotator,
+    Status,
+)
+from rates_platform.dbaccess.secrets import CURRENT, SecretStore, SecretStoreError, with_stage
+from rates_platform.dbaccess.stores import open_store
+from rates_platform.settings import Settings, SettingsError
+
+EXIT_BUSY, EXIT_FAILED, EXIT_BROKEN_CHAIN = 3, 4, 5
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected a positive number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected a positive number")
+    return value
+
+
+def policy_from_env(env: Mapping[str, str]) -> RotationPolicy:
+    defaults = RotationPolicy()
+    return RotationPolicy(
+        secret_name=env.get("DB_SECRET_NAME") or defaults.secret_name,
+        period=timedelta(days=_number(env, "ROTATION_PERIOD_DAYS", 30)),
+        grace=timedelta(seconds=_number(env, "ROTATION_GRACE_SECONDS", 3600)),
+        lifetime=timedelta(days=_number(env, "CREDENTIAL_LIFETIME_DAYS", 60)),
+    )
+
+
+def connection_from_env(env: Mapping[str, str], store: SecretStore) -> str:
+    conninfo = Settings.from_env(env).database_url
+    login_secret = env.get("DBACCESS_LOGIN_SECRET")
+    if login_secret:
+        login = with_stage(store, login_secret, CURRENT)
+        if login is None:
+            raise SettingsError(f"DBACCESS_LOGIN_SECRET={login_secret!r}: no current version")
+        conninfo = make_conninfo(
+            conninfo, user=login.value["username"], password=login.value["password"]
+        )
+    return conninfo
+
+
+def _store(env: Mapping[str, str]) -> SecretStore:
+    spec = env.get("DB_SECRET_STORE")
+    if not spec:
+        raise SettingsError("DB_SECRET_STORE is not set: expected file:PATH or keyvault:https://")
+    try:
+        return open_store(spec)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def write_metrics(path: Path, status: Status, outcome: str | None) -> None:
+    """Prometheus textfile-collector output: credential age, due time, last outcome."""
+    registry = CollectorRegistry()
+    now = datetime.now(UTC)
+    age = Gauge(
+        "dbaccess_credential_age_seconds", "Age of the current credential.", registry=registry
+    )
+    age.set((now - status.current_since).total_seconds() if status.current_since else -1)
+    due = Gauge(
+        "dbaccess_credential_next_due_timestamp_seconds",
+        "When the next rotation is due.",
+        registry=registry,
+    )
+    due.set(status.next_due.timestamp() if status.next_due else 0)
+    stuck = Gauge(
+        "dbaccess_rotation_stuck",
+        "1 if a rotation stopped half-way and stays so.",
+        registry=registry,
+    )
+    stuck.set(int(status.stuck))
+    if outcome is not None:
+        result = Gauge(
+            "dbaccess_rotation_last_run_timestamp_seconds",
+            "Last rotation run, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        result.labels(outcome).set(now.timestamp())
+    write_to_textfile(str(path), registry)
+
+
+def _rotate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    store = _store(env)
+    rotator = Rotator(store, connection_from_env(env, store), policy_from_env(env))
+    outcome, code = "success", 0
+    try:
+        print(f"dbaccess: {rotator.run(force=args.now)}")
+    except RotationBusy as exc:
+        print(f"dbaccess: {exc}", file=sys.stderr)
+        outcome, code = "busy", EXIT_BUSY
+    except RotationFailed as exc:
+        print(f"dbaccess: {exc}; the next run starts from a new password", file=sys.stderr)
+        outcome, code = "failure", EXIT_FAILED
+    if args.metrics_file:
+        write_metrics(args.metrics_file, rotator.status(), outcome)
+    return code
+
+
+def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    store = _store(env)
+    status = Rotator(store, "", policy_from_env(env)).status()
+    if args.json:
+        print(json.dumps(asdict(status), default=str))
+    else:
+        for key, value in asdict(status).items():
+            print(f"{key:<22} {value if value is not None else '-'}")
+        if status.stuck:
+            print("a rotation stopped half-way: run `dbaccess rotate --now` to resume it")
+    return 0
+
+
+def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    conninfo = Settings.from_env(env).database_url
+    with psycopg.connect(conninfo) as conn:
+        if args.audit_command == "verify":
+            result = audit.verify(conn)
+            if result.intact:
+                print(f"audit chain intact: {result.rows} events")
+                return 0
+            print(f"audit chain broken at event {result.first_broken_id}: {result.reason}")
+            return EXIT_BROKEN_CHAIN
+        for line in audit.tail(conn, args.after):
+            print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dbaccess", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    rotate = commands.add_parser("rotate", help="rotate the API's database login")
+    when = rotate.add_mutually_exclusive_group(required=True)
+    when.add_argument("--if-due", action="store_true", help="only if the period has passed")
+    when.add_argument("--now", action="store_true", help="rotate now")
+    rotate.add_argument("--metrics-file", type=Path, help="write Prometheus metrics here")
+    status = commands.add_parser("status", help="active slot, age, next due, stuck steps")
+    status.add_argument("--json", action="store_true")
+    audit_parser = commands.add_parser("audit", help="the tamper-evident audit trail")
+    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser("verify", help="check the hash chain; name the first broken row")
+    tail = audit_commands.add_parser("tail", help="events as JSON lines")
+    tail.add_argument("--after", type=int, default=0, help="only events after this id")
+    args = parser.parse_args(argv)
+    handlers = {"rotate": _rotate, "status": _status, "audit": _audit}
+    try:
+        return handlers[args.command](args, os.environ)
+    except (SettingsError, SecretStoreError) as exc:
+        print(f"dbaccess: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        print(f"dbaccess: cannot reach the database: {type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
