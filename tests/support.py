@@ -37,9 +37,9 @@ def free_port() -> int:
         return port
 
 
-def start_server(directory: Path) -> EmbeddedPostgres:
+def start_server(directory: Path, settings: dict[str, str] | None = None) -> EmbeddedPostgres:
     server = EmbeddedPostgres(directory / "data", free_port())
-    server.start(FAST_SERVER_SETTINGS)
+    server.start({**FAST_SERVER_SETTINGS, **(settings or {})})
     return server
 
 

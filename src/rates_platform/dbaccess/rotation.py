@@ -93,7 +93,9 @@ class Rotator:
         self.conninfo = conninfo
         self.policy = policy
         self.clock = clock
-        self.on_step = on_step  # called after each completed step (crash tests use it)
+        # Called inside each step, after its effect and before it is recorded: the worst
+        # moment to crash, which is what the crash tests do there.
+        self.on_step = on_step
 
     # -- reading state --------------------------------------------------------------
 
@@ -174,13 +176,13 @@ class Rotator:
             {PENDING},
             {"step": "create", "valid_until": valid_until.isoformat()},
         )
+        self.on_step("create")
         audit.record(
             conn,
             Event.ROTATION_CREATE,
             slot,
             details={"version": version.version_id, "valid_until": utc_literal(valid_until)},
         )
-        self.on_step("create")
         return version
 
     def _set(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> SecretVersion:
@@ -201,9 +203,8 @@ class Rotator:
                 slot,
                 details={"version": pending.version_id, "valid_until": utc_literal(valid_until)},
             )
-        pending = self._mark(pending, {PENDING}, step="set")
         self.on_step("set")
-        return pending
+        return self._mark(pending, {PENDING}, step="set")
 
     def _test(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> SecretVersion:
         slot = pending.value["username"]
@@ -219,10 +220,9 @@ class Rotator:
             autocommit=True,
         ) as login:
             login.execute("SELECT count(*) FROM ports").fetchone()
-        audit.record(conn, Event.ROTATION_TEST, slot, details={"version": pending.version_id})
-        pending = self._mark(pending, {PENDING}, step="test")
         self.on_step("test")
-        return pending
+        audit.record(conn, Event.ROTATION_TEST, slot, details={"version": pending.version_id})
+        return self._mark(pending, {PENDING}, step="test")
 
     def _finish(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> None:
         audit.record(
@@ -232,8 +232,8 @@ class Rotator:
             details={"version": pending.version_id},
         )
         self._mark(pending, {CURRENT}, step="finish")
-        self._settle_labels()
         self.on_step("finish")
+        self._settle_labels()
 
     def _settle_labels(self) -> None:
         """Keep one current (the newest) and one previous; idempotent.

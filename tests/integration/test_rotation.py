@@ -1,0 +1,263 @@
+"""Credential rotation against a real server of its own (login roles are cluster-wide)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from rates_platform.dbaccess.bootstrap import bootstrap
+from rates_platform.dbaccess.rotation import (
+    RotationBusy,
+    RotationFailed,
+    RotationPolicy,
+    Rotator,
+)
+from rates_platform.dbaccess.secrets import CURRENT, PENDING, PREVIOUS, LocalFileStore, with_stage
+from rates_platform.devdb import EmbeddedPostgres
+from tests.support import PreparedDatabase, prepare_database, start_server
+
+SLOTS = {"rates_app_a", "rates_app_b"}
+_copies = itertools.count(1)
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing below catches it."""
+
+
+@pytest.fixture(scope="module")
+def rotation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = start_server(tmp_path_factory.mktemp("rotation"), {"log_statement": "all"})
+    prepare_database(server, "rotation_template")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db(rotation_server: EmbeddedPostgres) -> PreparedDatabase:
+    return prepare_database(
+        rotation_server, f"rotation_{next(_copies)}", template="rotation_template"
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalFileStore:
+    return LocalFileStore(tmp_path / "secrets.enc")
+
+
+def server_of(db: PreparedDatabase) -> str:
+    return make_conninfo(host="127.0.0.1", port=db.server.port, dbname=db.name)
+
+
+def login(db: PreparedDatabase, store: LocalFileStore, stage: str = CURRENT) -> str:
+    version = with_stage(store, "rates-db-app", stage)
+    assert version is not None
+    return make_conninfo(
+        server_of(db), user=version.value["username"], password=version.value["password"]
+    )
+
+
+def can_read(conninfo: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, connect_timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM prices").fetchone() == (56689,)
+    except psycopg.OperationalError:
+        return False
+
+
+def test_bootstrap_gives_the_api_a_working_least_privileged_login(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    status = rotator.status()
+    assert status.active_slot in SLOTS and status.pending_step is None
+    assert can_read(login(db, store))
+    with (
+        psycopg.connect(login(db, store)) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("DELETE FROM prices")
+
+
+def test_rotation_alternates_slots_and_the_previous_works_during_grace(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    first = rotator.status().active_slot
+    assert rotator.run(force=True) == "rotated"
+    assert rotator.status().active_slot == (SLOTS - {first}).pop()
+    assert rotator.status().previous_slot == first
+    assert can_read(login(db, store, PREVIOUS))
+    assert rotator.run(force=False) == "not due"
+
+
+def test_after_grace_the_previous_slot_is_retired_and_its_sessions_ended(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    policy = RotationPolicy(grace=timedelta(seconds=30))
+    rotator = bootstrap(db.admin, store, server_of(db), policy)
+    rotator.run(force=True)
+    old = login(db, store, PREVIOUS)
+    session = psycopg.connect(old, autocommit=True)
+    later = datetime.now(UTC) + timedelta(seconds=31)
+    Rotator(store, rotator.conninfo, policy, clock=lambda: later).run(force=False)
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    assert not can_read(old)
+    assert can_read(login(db, store))
+
+
+def test_twenty_rotations_leave_no_slot_owning_anything(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    for _ in range(20):
+        rotator.run(force=True)
+    with psycopg.connect(db.admin) as conn:
+        owned = conn.execute(
+            "SELECT c.relname, r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
+            " WHERE r.rolname = ANY(%s)",
+            (sorted(SLOTS),),
+        ).fetchall()
+        owners = {
+            o
+            for (o,) in conn.execute(
+                "SELECT DISTINCT r.rolname FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner"
+                " WHERE n.nspname IN ('public', 'audit') AND c.relname NOT LIKE '%%yoyo%%'"
+            )
+        }
+    assert owned == []
+    assert owners == {"rates_owner"}
+    assert can_read(login(db, store)) and can_read(login(db, store, PREVIOUS))
+
+
+def test_a_failed_step_is_never_retried_with_the_same_password(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    before = with_stage(store, "rates-db-app", CURRENT)
+
+    def fail_after_set(step: str) -> None:
+        if step == "set":
+            raise psycopg.OperationalError("the test step could not log in")
+
+    failing = Rotator(store, rotator.conninfo, rotator.policy, on_step=fail_after_set)
+    with pytest.raises(RotationFailed):
+        failing.run(force=True)
+    assert with_stage(store, "rates-db-app", PENDING) is None
+    assert with_stage(store, "rates-db-app", CURRENT) == before  # nothing switched
+    failed_password = next(
+        v for v in store._load()["rates-db-app"] if v["tags"].get("step") == "failed"
+    )["value"]["password"]
+    rotator.run(force=True)
+    current = with_stage(store, "rates-db-app", CURRENT)
+    assert current is not None and current.value["password"] != failed_password
+    assert can_read(login(db, store))
+
+
+@pytest.mark.parametrize("step", ["create", "set", "test", "finish"])
+def test_a_crash_at_any_step_is_resumed_by_the_next_run(
+    db: PreparedDatabase, store: LocalFileStore, step: str
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    before = rotator.status().active_slot
+
+    def crash(reached: str) -> None:
+        if reached == step:
+            raise Crash
+
+    with pytest.raises(Crash):
+        Rotator(store, rotator.conninfo, rotator.policy, on_step=crash).run(force=True)
+    assert can_read(login(db, store))  # whatever happened, the current login works
+    assert rotator.run(force=False) in {"rotated", "not due"}
+    status = rotator.status()
+    assert (status.active_slot, status.pending_step) == ((SLOTS - {before}).pop(), None)
+    currents = [v for v in store.versions("rates-db-app") if CURRENT in v.stages]
+    assert len(currents) == 1
+    assert can_read(login(db, store))
+
+
+def test_two_rotations_at_once_one_runs_the_other_says_so(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    inside = threading.Event()
+
+    def linger(step: str) -> None:
+        if step == "create":
+            inside.set()
+            time.sleep(1.5)
+
+    outcome: list[object] = []
+    slow = Rotator(store, rotator.conninfo, rotator.policy, on_step=linger)
+    thread = threading.Thread(target=lambda: outcome.append(slow.run(force=True)))
+    thread.start()
+    assert inside.wait(10)
+    with pytest.raises(RotationBusy, match="another rotation is running"):
+        rotator.run(force=True)
+    thread.join(30)
+    assert outcome == ["rotated"]
+
+
+def test_valid_until_is_the_intended_instant_whatever_the_server_timezone(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    with psycopg.connect(db.admin, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {db.name} SET TimeZone = 'Pacific/Kiritimati'")
+    policy = RotationPolicy(lifetime=timedelta(seconds=4))
+    rotator = bootstrap(db.admin, store, server_of(db), policy)
+    version = with_stage(store, "rates-db-app", CURRENT)
+    assert version is not None
+    intended = datetime.fromisoformat(version.tags["valid_until"])
+    with psycopg.connect(db.admin) as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == ("Pacific/Kiritimati",)
+        (valid_until,) = conn.execute(
+            "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (version.value["username"],)
+        ).fetchone()
+    assert abs(valid_until - intended) < timedelta(milliseconds=1)
+    assert can_read(login(db, store))
+    time.sleep(max(0.0, (intended - datetime.now(UTC)).total_seconds()) + 1)
+    assert not can_read(login(db, store))  # expired at that instant, not 14 hours early
+    assert rotator.status().active_slot in SLOTS
+
+
+def test_no_password_reaches_any_log_audit_row_or_error(
+    db: PreparedDatabase, store: LocalFileStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    errors = []
+    for step in ("set", "test"):
+
+        def fail(reached: str, step: str = step) -> None:
+            if reached == step:
+                raise psycopg.OperationalError("injected failure")
+
+        try:
+            Rotator(store, rotator.conninfo, rotator.policy, on_step=fail).run(force=True)
+        except RotationFailed as exc:
+            errors.append(f"{exc!r} {exc.__cause__!r} {exc.__context__!r}")
+    rotator.run(force=True)
+    passwords = [v["value"]["password"] for vs in store._load().values() for v in vs]
+    assert len(passwords) >= 5
+    with psycopg.connect(db.admin) as conn:
+        audit_text = conn.execute(
+            "SELECT string_agg(e::text, '\n') FROM audit.events e"
+        ).fetchone()[0]
+    server_log = db.server.log_file.read_text(errors="replace")
+    assert "ALTER ROLE" in server_log  # log_statement=all did log the statements
+    for password in passwords:
+        for where, text in (
+            ("server log", server_log),
+            ("audit", audit_text),
+            ("errors", "\n".join(errors)),
+            ("app log", caplog.text),
+        ):
+            assert password not in text, where
