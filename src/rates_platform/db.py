@@ -22,8 +22,10 @@ T = TypeVar("T")
 APPLICATION_NAME = "rates-api"
 
 
-def make_pool(settings: Settings, *, name: str = "rates-api") -> ConnectionPool:
-    """A closed pool configured from settings; call ``open()`` where it is used.
+def _login(
+    settings: Settings,
+) -> tuple[Callable[[], dict[str, Any]], type[psycopg.Connection[Any]]]:
+    """Connection keyword arguments (a callable), and the connection class to use.
 
     With a secret store configured, every new connection logs in with the store's
     current credential, so rotations need no restart.
@@ -35,14 +37,17 @@ def make_pool(settings: Settings, *, name: str = "rates-api") -> ConnectionPool:
         "application_name": APPLICATION_NAME,
         "options": f"-c statement_timeout={statement_timeout_ms}",
     }
-    kwargs: dict[str, Any] | Callable[[], dict[str, Any]] = static
-    connection_class: type[psycopg.Connection[Any]] = psycopg.Connection
-    if settings.secret_store:
-        credential = CurrentCredential(
-            open_store(settings.secret_store), settings.secret_name, ttl=settings.credential_ttl
-        )
-        kwargs = lambda: {**static, **credential.login()}  # noqa: E731
-        connection_class = credentials.connection_class(credential)
+    if not settings.secret_store:
+        return lambda: static, psycopg.Connection
+    credential = CurrentCredential(
+        open_store(settings.secret_store), settings.secret_name, ttl=settings.credential_ttl
+    )
+    return lambda: {**static, **credential.login()}, credentials.connection_class(credential)
+
+
+def make_pool(settings: Settings, *, name: str = "rates-api") -> ConnectionPool:
+    """A closed pool configured from settings; call ``open()`` where it is used."""
+    kwargs, connection_class = _login(settings)
     return ConnectionPool(
         settings.database_url,
         kwargs=kwargs,
@@ -55,6 +60,12 @@ def make_pool(settings: Settings, *, name: str = "rates-api") -> ConnectionPool:
         open=False,
         name=name,
     )
+
+
+def connect(settings: Settings) -> psycopg.Connection[Any]:
+    """One connection outside the pool, logged in exactly as the pool's are."""
+    kwargs, connection_class = _login(settings)
+    return connection_class.connect(settings.database_url, **{**kwargs(), "connect_timeout": 5})
 
 
 class Database:

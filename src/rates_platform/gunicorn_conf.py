@@ -10,8 +10,14 @@ from typing import Any
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rates-metrics-")
 
+import logging
+
+import psycopg
 from prometheus_client import multiprocess
 
+from rates_platform.db import connect
+from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.audit import Event
 from rates_platform.settings import Settings
 
 _settings = Settings.from_env()
@@ -46,3 +52,28 @@ logconfig_dict: dict[str, Any] = {
 
 def child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _audit(event: Event) -> None:
+    """Audit the service starting or stopping; best effort, so an outage cannot keep
+    the API from starting (or stopping), but a failure is logged."""
+    try:
+        with connect(_settings) as conn:
+            audit.record(
+                conn,
+                event,
+                "rates-api",
+                details={"pid": os.getpid(), "bind": bind, "workers": workers},
+            )
+    except psycopg.Error as exc:
+        logging.getLogger("rates_platform.audit").warning(
+            "could not audit %s", event.value, extra={"error": type(exc).__name__}
+        )
+
+
+def when_ready(server: Any) -> None:
+    _audit(Event.API_START)
+
+
+def on_exit(server: Any) -> None:
+    _audit(Event.API_STOP)
