@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv run test lint typecheck unit integration e2e bdd bench bench-scale clean
+.PHONY: help venv run test lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,16 @@ e2e: $(STAMP) ## End-to-end tests with the real gunicorn server
 
 bdd: $(STAMP) ## Behave scenarios of the documented examples
 	$(BIN)/behave --format progress features
+
+rotate: $(STAMP) ## Rotate the local API login now (make run must be running)
+	set -a && . .data/dbaccess.env && $(BIN)/dbaccess rotate --now
+
+status: $(STAMP) ## Rotation status of the local database
+	set -a && . .data/dbaccess.env && $(BIN)/dbaccess status
+
+audit-verify: $(STAMP) ## Check the local audit trail's hash chain (as the superuser)
+	DATABASE_URL="host=$(CURDIR)/.data/postgres port=$${DEV_PG_PORT:-54329} user=postgres dbname=rates" \
+		$(BIN)/dbaccess audit verify
 
 bench: $(STAMP) ## Benchmark /rates against GET / on the sample data (installs wrk if missing)
 	$(BIN)/python bench/run.py

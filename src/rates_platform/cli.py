@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from rates_platform import schema, synthetic
 from rates_platform.dbaccess.bootstrap import ROTATOR_SECRET, bootstrap
+from rates_platform.dbaccess.cli import connection_from_env
 from rates_platform.dbaccess.rotation import RotationPolicy
 from rates_platform.dbaccess.stores import open_store
 from rates_platform.devdb import EmbeddedPostgres
@@ -28,6 +30,10 @@ GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunic
 
 
 def _database_url() -> str:
+    """Where admin commands connect: DATABASE_URL, plus the login kept in the secret
+    store under DBACCESS_LOGIN_SECRET if set (how the Azure migration job logs in)."""
+    if os.environ.get("DB_SECRET_STORE") and os.environ.get("DBACCESS_LOGIN_SECRET"):
+        return connection_from_env(os.environ, open_store(os.environ["DB_SECRET_STORE"]))
     return Settings.from_env().database_url
 
 
@@ -85,6 +91,8 @@ def dev(args: argparse.Namespace) -> int:
         print(f"loaded sample data: {counts}", file=sys.stderr)
     Settings.from_env(env)  # fail here, with the one-line message, not in every worker
     gunicorn = subprocess.Popen(GUNICORN, env=env)
+    # `kill` or a container stop: shut down as on Ctrl-C, database included.
+    signal.signal(signal.SIGTERM, lambda *_: gunicorn.send_signal(signal.SIGTERM))
     try:
         return gunicorn.wait()
     except KeyboardInterrupt:  # Ctrl-C reaches gunicorn too; let it finish shutting down

@@ -14,6 +14,9 @@ import psycopg
 from psycopg import sql
 from yoyo import get_backend, read_migrations
 
+from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.audit import Event
+
 # Loaded parents first, so foreign keys hold at every step.
 SAMPLE_TABLES = ("regions", "ports", "prices")
 _COPY_HEADER = re.compile(r"COPY public\.(\w+) \(([\w, ]+)\) FROM stdin;")
@@ -194,6 +197,7 @@ def load_sample(conninfo: str, path: Path) -> dict[str, int]:
         for name in SAMPLE_TABLES:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
         rebuild_daily_totals(conn)
+        audit.record(conn, Event.DATA_LOAD, "rates", details={"source": path.name, **counts})
     vacuum_daily_totals(conninfo)
     return counts
 

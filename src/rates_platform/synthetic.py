@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.audit import Event
 from rates_platform.schema import rebuild_daily_totals, truncate_sample_tables
 
 CHUNK_ROWS = 200_000
@@ -120,6 +122,12 @@ def generate(
         totals_started = time.perf_counter()
         rebuild_daily_totals(conn)
         totals_seconds = time.perf_counter() - totals_started
+        audit.record(
+            conn,
+            Event.DATA_LOAD,
+            "rates",
+            details={"source": "synthetic", "prices": written, "seed": shape.seed},
+        )
     return {
         "regions": len(regions),
         "ports": len(ports),

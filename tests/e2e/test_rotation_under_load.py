@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,15 +59,18 @@ class Load:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> tuple[EmbeddedPostgres, PreparedDatabase, LocalFileStore, Rotator]:
+def served(
+    tmp_path: Path,
+) -> Iterator[tuple[EmbeddedPostgres, PreparedDatabase, LocalFileStore, Rotator]]:
     server = start_server(tmp_path, {"log_statement": "all"})
-    db = prepare_database(server, "rates")
-    store = LocalFileStore(tmp_path / "secrets.enc")
-    policy = RotationPolicy(grace=timedelta(seconds=GRACE_SECONDS))
-    rotator = bootstrap(
-        db.admin, store, make_conninfo(host="127.0.0.1", port=server.port, dbname=db.name), policy
-    )
-    return server, db, store, rotator
+    try:
+        db = prepare_database(server, "rates")
+        store = LocalFileStore(tmp_path / "secrets.enc")
+        policy = RotationPolicy(grace=timedelta(seconds=GRACE_SECONDS))
+        tcp = make_conninfo(host="127.0.0.1", port=server.port, dbname=db.name)
+        yield server, db, store, bootstrap(db.admin, store, tcp, policy)
+    finally:
+        server.stop()
 
 
 def start_api(db: PreparedDatabase, store: LocalFileStore) -> Gunicorn:

@@ -1,0 +1,13 @@
+environment           = "dev"
+resource_group_name   = "rg-rates-dev"
+address_space         = "10.10.0.0/16"
+public_ingress        = false
+min_replicas          = 1
+max_replicas          = 2
+postgres_sku          = "B_Standard_B1ms"
+postgres_storage_mb   = 32768
+backup_retention_days = 7
+geo_redundant_backup  = false
+zone_redundant_ha     = false
+log_retention_days    = 30
+rotation_period_days  = 7

@@ -1,0 +1,13 @@
+environment           = "pre"
+resource_group_name   = "rg-rates-pre"
+address_space         = "10.20.0.0/16"
+public_ingress        = false
+min_replicas          = 2
+max_replicas          = 4
+postgres_sku          = "GP_Standard_D2ds_v5"
+postgres_storage_mb   = 65536
+backup_retention_days = 14
+geo_redundant_backup  = false
+zone_redundant_ha     = false
+log_retention_days    = 30
+rotation_period_days  = 30

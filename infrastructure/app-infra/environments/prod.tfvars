@@ -1,0 +1,13 @@
+environment           = "prod"
+resource_group_name   = "rg-rates-prod"
+address_space         = "10.30.0.0/16"
+public_ingress        = true
+min_replicas          = 2
+max_replicas          = 10
+postgres_sku          = "GP_Standard_D4ds_v5"
+postgres_storage_mb   = 131072
+backup_retention_days = 35
+geo_redundant_backup  = true
+zone_redundant_ha     = true
+log_retention_days    = 365
+rotation_period_days  = 30

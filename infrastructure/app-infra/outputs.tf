@@ -1,0 +1,35 @@
+output "api_fqdn" {
+  description = "Host name of the API (internal to the VNet in dev and pre)."
+  value       = module.apps.api_fqdn
+}
+
+output "api_name" {
+  description = "Container app the deploy pipeline updates."
+  value       = module.apps.api_name
+}
+
+output "rotation_job_name" {
+  description = "Scheduled job running `dbaccess rotate --if-due`."
+  value       = module.apps.rotation_job_name
+}
+
+output "migration_job_name" {
+  description = "Job running `rates migrate`, started by each deploy."
+  value       = module.apps.migration_job_name
+}
+
+output "key_vault_uri" {
+  description = "Vault holding the rotated database logins."
+  value       = module.key_vault.vault_uri
+}
+
+output "postgres_fqdn" {
+  description = "Private host name of PostgreSQL."
+  value       = module.postgres.fqdn
+}
+
+output "postgres_administrator_password" {
+  description = "Break-glass administrator password (sensitive; never printed by the pipelines)."
+  value       = module.postgres.administrator_password
+  sensitive   = true
+}

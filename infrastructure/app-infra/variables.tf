@@ -1,0 +1,106 @@
+variable "environment" {
+  description = "dev, pre or prod."
+  type        = string
+  validation {
+    condition     = contains(["dev", "pre", "prod"], var.environment)
+    error_message = "environment must be dev, pre or prod."
+  }
+}
+
+variable "location" {
+  description = "Azure region."
+  type        = string
+  default     = "westeurope"
+}
+
+variable "resource_group_name" {
+  description = "The environment's resource group, created by the bootstrap stack."
+  type        = string
+}
+
+variable "address_space" {
+  description = "Address space of the environment's virtual network (/16)."
+  type        = string
+}
+
+variable "public_ingress" {
+  description = "Expose the API on the internet. Only prod: dev and pre stay inside the VNet."
+  type        = bool
+}
+
+variable "min_replicas" {
+  description = "API replicas that always run."
+  type        = number
+}
+
+variable "max_replicas" {
+  description = "Upper bound of the API's HTTP autoscaling."
+  type        = number
+}
+
+variable "postgres_sku" {
+  description = "PostgreSQL compute SKU."
+  type        = string
+}
+
+variable "postgres_storage_mb" {
+  description = "PostgreSQL storage in MB."
+  type        = number
+}
+
+variable "backup_retention_days" {
+  description = "Point-in-time backup retention (7-35 days)."
+  type        = number
+}
+
+variable "geo_redundant_backup" {
+  description = "Copy backups to the paired region."
+  type        = bool
+}
+
+variable "zone_redundant_ha" {
+  description = "Zone-redundant high availability of PostgreSQL and the apps environment."
+  type        = bool
+}
+
+variable "log_retention_days" {
+  description = "Log Analytics retention."
+  type        = number
+}
+
+variable "rotation_period_days" {
+  description = "Rotate the API's database login after this many days."
+  type        = number
+  default     = 30
+}
+
+variable "registry_server" {
+  description = "Login server of the image registry (bootstrap output)."
+  type        = string
+}
+
+variable "registry_id" {
+  description = "Resource id of the image registry (bootstrap output)."
+  type        = string
+}
+
+variable "image" {
+  description = "Image of the first revision; the deploy pipeline sets later ones by digest."
+  type        = string
+}
+
+variable "pipeline_principal_object_id" {
+  description = "Object id of the infra pipeline identity, made Entra ID administrator of PostgreSQL."
+  type        = string
+}
+
+variable "pipeline_principal_name" {
+  description = "Name of that identity."
+  type        = string
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,181 @@
+data "azurerm_client_config" "current" {}
+
+resource "azurerm_resource_group" "state" {
+  name     = "rg-${var.name_prefix}-tfstate"
+  location = var.location
+  tags     = local.tags
+}
+
+#checkov:skip=CKV_AZURE_33:Queue service is not used; the account holds blobs only.
+resource "azurerm_storage_account" "state" {
+  name                            = "st${var.name_prefix}tfstate${substr(md5(data.azurerm_client_config.current.subscription_id), 0, 6)}"
+  resource_group_name             = azurerm_resource_group.state.name
+  location                        = azurerm_resource_group.state.location
+  account_tier                    = "Standard"
+  account_replication_type        = "GRS"
+  account_kind                    = "StorageV2"
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  allow_nested_items_to_be_public = false
+  shared_access_key_enabled       = false # Entra ID only: no account keys to leak
+  public_network_access_enabled   = true  #checkov:skip=CKV_AZURE_59:GitHub-hosted runners reach state over the internet; access is Entra ID RBAC only.
+  default_to_oauth_authentication = true
+  local_user_enabled              = false
+  infrastructure_encryption_enabled = true
+
+  blob_properties {
+    versioning_enabled  = true
+    change_feed_enabled = true
+    delete_retention_policy {
+      days = 30
+    }
+    container_delete_retention_policy {
+      days = 30
+    }
+  }
+
+  sas_policy {
+    expiration_period = "01.00:00:00"
+  }
+
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; state holds no data that needs a customer key.
+  #checkov:skip=CKV2_AZURE_33:A private endpoint would lock out GitHub-hosted runners.
+  #checkov:skip=CKV2_AZURE_38:Soft delete is set through blob_properties above.
+  #checkov:skip=CKV2_AZURE_40:Shared keys are disabled (shared_access_key_enabled = false).
+  #checkov:skip=CKV2_AZURE_41:No SAS is issued; the policy is a backstop.
+  #checkov:skip=CKV_AZURE_206:GRS (geo-redundant) is the replication chosen for state.
+  tags = local.tags
+}
+
+resource "azurerm_storage_container" "state" {
+  for_each              = var.environments
+  name                  = "tfstate-${each.key}"
+  storage_account_id    = azurerm_storage_account.state.id
+  container_access_type = "private"
+}
+
+resource "azurerm_user_assigned_identity" "github" {
+  for_each            = local.identities
+  name                = each.value
+  resource_group_name = azurerm_resource_group.state.name
+  location            = azurerm_resource_group.state.location
+  tags                = local.tags
+}
+
+# GitHub OIDC: a workflow job in the named environment may act as the identity;
+# nothing stored in GitHub can be replayed elsewhere.
+resource "azurerm_federated_identity_credential" "github" {
+  for_each            = local.federations
+  name                = "github-${each.key}"
+  resource_group_name = azurerm_resource_group.state.name
+  parent_id           = azurerm_user_assigned_identity.github[each.value.identity].id
+  audience            = ["api://AzureADTokenExchange"]
+  issuer              = "https://token.actions.githubusercontent.com"
+  subject             = "repo:${var.github_repository}:environment:${each.value.environment}"
+}
+
+# Least privilege: infra may write its own state; deploy may only read it (outputs).
+resource "azurerm_role_assignment" "infra_state" {
+  for_each             = var.environments
+  scope                = azurerm_storage_container.state[each.key].resource_manager_id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.github["infra"].principal_id
+}
+
+resource "azurerm_role_assignment" "deploy_state" {
+  for_each             = var.environments
+  scope                = azurerm_storage_container.state[each.key].resource_manager_id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = azurerm_user_assigned_identity.github["deploy"].principal_id
+}
+
+resource "azurerm_role_assignment" "state_readers" {
+  for_each             = var.state_reader_principal_ids
+  scope                = azurerm_storage_account.state.id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = each.value
+}
+
+# One resource group per environment: app-infra fills it; the identities' rights end at it.
+resource "azurerm_resource_group" "environment" {
+  for_each = var.environments
+  name     = "rg-${var.name_prefix}-${each.key}"
+  location = var.location
+  tags     = merge(local.tags, { environment = each.key })
+}
+
+resource "azurerm_role_assignment" "infra_contributor" {
+  for_each             = var.environments
+  scope                = azurerm_resource_group.environment[each.key].id
+  role_definition_name = "Contributor"
+  principal_id         = azurerm_user_assigned_identity.github["infra"].principal_id
+}
+
+# app-infra grants its workload identities Key Vault and registry roles; only those.
+resource "azurerm_role_assignment" "infra_rbac" {
+  for_each             = var.environments
+  scope                = azurerm_resource_group.environment[each.key].id
+  role_definition_name = "Role Based Access Control Administrator"
+  principal_id         = azurerm_user_assigned_identity.github["infra"].principal_id
+  condition_version    = "2.0"
+  condition            = <<-EOT
+    ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
+     (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals
+      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7, 7f951dda-4ed3-4680-a7ca-43fe172d538d}))
+  EOT
+}
+
+# Deploying the application changes a container app's image and starts jobs: nothing else.
+resource "azurerm_role_definition" "app_deployer" {
+  name        = "${var.name_prefix}-app-deployer"
+  scope       = "/subscriptions/${data.azurerm_client_config.current.subscription_id}"
+  description = "Update container app revisions and start container app jobs of the rates platform."
+  permissions {
+    actions = [
+      "Microsoft.App/containerApps/read",
+      "Microsoft.App/containerApps/write",
+      "Microsoft.App/containerApps/revisions/read",
+      "Microsoft.App/jobs/read",
+      "Microsoft.App/jobs/write",
+      "Microsoft.App/jobs/start/action",
+      "Microsoft.App/jobs/executions/read",
+      "Microsoft.App/managedEnvironments/read",
+      "Microsoft.App/managedEnvironments/join/action",
+      "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+      "Microsoft.Resources/subscriptions/resourceGroups/read",
+    ]
+    not_actions = []
+  }
+  assignable_scopes = [for rg in azurerm_resource_group.environment : rg.id]
+}
+
+resource "azurerm_role_assignment" "deploy_apps" {
+  for_each           = var.environments
+  scope              = azurerm_resource_group.environment[each.key].id
+  role_definition_id = azurerm_role_definition.app_deployer.role_definition_resource_id
+  principal_id       = azurerm_user_assigned_identity.github["deploy"].principal_id
+}
+
+# Images are built once and promoted unchanged from dev to prod: one registry.
+resource "azurerm_container_registry" "images" {
+  #checkov:skip=CKV_AZURE_139:GitHub-hosted runners push over the internet; admin user is off and access is Entra ID only.
+  #checkov:skip=CKV_AZURE_166:Image quarantine is in preview; images are scanned by trivy before push.
+  #checkov:skip=CKV_AZURE_233:Zone redundancy needs Premium in a zonal region; decided per subscription.
+  #checkov:skip=CKV_AZURE_237:Dedicated data endpoints need Premium networking; not used.
+  #checkov:skip=CKV_AZURE_164:Content trust is retired in favour of signing; images are referenced by digest.
+  name                          = "cr${var.name_prefix}${substr(md5(data.azurerm_client_config.current.subscription_id), 0, 6)}"
+  resource_group_name           = azurerm_resource_group.state.name
+  location                      = azurerm_resource_group.state.location
+  sku                           = "Premium"
+  admin_enabled                 = false
+  public_network_access_enabled = true
+  anonymous_pull_enabled        = false
+  retention_policy_in_days      = 30
+  tags                          = local.tags
+}
+
+resource "azurerm_role_assignment" "deploy_push" {
+  scope                = azurerm_container_registry.images.id
+  role_definition_name = "AcrPush"
+  principal_id         = azurerm_user_assigned_identity.github["deploy"].principal_id
+}

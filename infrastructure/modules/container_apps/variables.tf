@@ -1,0 +1,79 @@
+variable "name" {
+  description = "Name stem, e.g. rates-dev."
+  type        = string
+}
+
+variable "resource_group_name" {
+  description = "Resource group of the apps."
+  type        = string
+}
+
+variable "location" {
+  description = "Azure region."
+  type        = string
+}
+
+variable "subnet_id" {
+  description = "Delegated subnet of the Container Apps environment."
+  type        = string
+}
+
+variable "public_ingress" {
+  description = "Expose the API on the internet (prod only); otherwise the VNet only."
+  type        = bool
+}
+
+variable "zone_redundant" {
+  description = "Spread the environment over availability zones."
+  type        = bool
+}
+
+variable "min_replicas" {
+  description = "Replicas that always run (at least 2 in prod)."
+  type        = number
+}
+
+variable "max_replicas" {
+  description = "Upper bound of HTTP autoscaling."
+  type        = number
+}
+
+variable "image" {
+  description = "Initial image; later revisions are set by the deploy pipeline."
+  type        = string
+}
+
+variable "registry_server" {
+  description = "Login server of the image registry."
+  type        = string
+}
+
+variable "registry_id" {
+  description = "Resource id of the image registry (AcrPull for the workloads)."
+  type        = string
+}
+
+variable "database_host" {
+  description = "Private host name of the PostgreSQL server."
+  type        = string
+}
+
+variable "key_vault_uri" {
+  description = "URI of the vault holding the rotated logins."
+  type        = string
+}
+
+variable "rotation_period_days" {
+  description = "Rotate the API's database login when it is this old."
+  type        = number
+}
+
+variable "log_analytics_workspace_id" {
+  description = "Workspace receiving the environment's logs."
+  type        = string
+}
+
+variable "tags" {
+  description = "Tags of every resource."
+  type        = map(string)
+}

@@ -1,0 +1,104 @@
+data "azurerm_client_config" "current" {}
+
+resource "random_password" "administrator" {
+  length  = 40
+  special = false
+}
+
+resource "azurerm_postgresql_flexible_server" "this" {
+  #checkov:skip=CKV_AZURE_136:Geo-redundant backup is a per-environment variable; prod enables it (policy-tested).
+  name                          = "psql-${var.name}"
+  resource_group_name           = var.resource_group_name
+  location                      = var.location
+  version                       = "16"
+  sku_name                      = var.sku_name
+  storage_mb                    = var.storage_mb
+  auto_grow_enabled             = true
+  zone                          = "1"
+  delegated_subnet_id           = var.subnet_id
+  private_dns_zone_id           = var.private_dns_zone_id
+  public_network_access_enabled = false
+  backup_retention_days         = var.backup_retention_days
+  geo_redundant_backup_enabled  = var.geo_redundant_backup
+
+  # Entra ID for people and pipelines; passwords only for the rotated login slots
+  # (and a break-glass administrator whose password exists only in Terraform state).
+  administrator_login    = "rates_admin"
+  administrator_password = random_password.administrator.result
+  authentication {
+    active_directory_auth_enabled = true
+    password_auth_enabled         = true
+    tenant_id                     = data.azurerm_client_config.current.tenant_id
+  }
+
+  dynamic "high_availability" {
+    for_each = var.zone_redundant_ha ? [1] : []
+    content {
+      mode                      = "ZoneRedundant"
+      standby_availability_zone = "2"
+    }
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    ignore_changes = [zone, high_availability[0].standby_availability_zone]
+  }
+}
+
+locals {
+  # TLS always; pgaudit for DDL and role changes (what the rotation does); every
+  # connection logged. No statement logging: verifiers only ever reach the server,
+  # but nothing else should be written in full either.
+  server_parameters = {
+    "require_secure_transport"   = "ON"
+    "ssl_min_protocol_version"   = "TLSv1.2"
+    "azure.extensions"           = "PGAUDIT"
+    "shared_preload_libraries"   = "pgaudit"
+    "pgaudit.log"                = "ddl,role"
+    "pgaudit.log_parameter"      = "off"
+    "log_connections"            = "on"
+    "log_disconnections"         = "on"
+    "log_checkpoints"            = "on"
+    "connection_throttle.enable" = "on"
+    "log_min_duration_statement" = "1000"
+  }
+}
+
+resource "azurerm_postgresql_flexible_server_configuration" "this" {
+  for_each  = local.server_parameters
+  name      = each.key
+  server_id = azurerm_postgresql_flexible_server.this.id
+  value     = each.value
+}
+
+resource "azurerm_postgresql_flexible_server_database" "rates" {
+  name      = "rates"
+  server_id = azurerm_postgresql_flexible_server.this.id
+  charset   = "UTF8"
+  collation = "en_US.utf8"
+}
+
+resource "azurerm_postgresql_flexible_server_active_directory_administrator" "pipeline" {
+  server_name         = azurerm_postgresql_flexible_server.this.name
+  resource_group_name = var.resource_group_name
+  tenant_id           = data.azurerm_client_config.current.tenant_id
+  object_id           = var.entra_admin_object_id
+  principal_name      = var.entra_admin_name
+  principal_type      = "ServicePrincipal"
+}
+
+resource "azurerm_monitor_diagnostic_setting" "this" {
+  name                       = "to-log-analytics"
+  target_resource_id         = azurerm_postgresql_flexible_server.this.id
+  log_analytics_workspace_id = var.log_analytics_workspace_id
+  enabled_log {
+    category = "PostgreSQLLogs"
+  }
+  enabled_log {
+    category = "PostgreSQLFlexSessions"
+  }
+  metric {
+    category = "AllMetrics"
+  }
+}
