@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+IAC := .venv-iac
+IAC_STAMP := $(IAC)/.installed-$(shell sha1sum requirements-iac.txt | cut -c1-12)
 
-.PHONY: help venv run test lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
+.PHONY: help venv run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,11 +22,31 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the virtual environment with every dependency
 
+$(IAC_STAMP): requirements-iac.txt
+	$(PYTHON) -m venv $(IAC)
+	$(IAC)/bin/pip install --quiet -r requirements-iac.txt
+	rm -f $(IAC)/.installed-* && touch $@
+
 run: $(STAMP) ## Serve the API on 127.0.0.1:3000 (embedded PostgreSQL unless DATABASE_URL is set)
 	$(BIN)/rates dev
 
-test: lint typecheck bdd ## Run every check and test (what CI runs)
-	$(BIN)/pytest tests
+test: lint typecheck iac-check bdd ## Run every check and test (what CI runs)
+	IAC_BIN=$(CURDIR)/$(IAC)/bin $(BIN)/pytest tests
+
+iac-check: $(STAMP) $(IAC_STAMP) ## Terraform fmt, checkov, zizmor, workflow schemas, shellcheck, bandit
+	$(IAC)/bin/python tools/terraform_fmt.py infrastructure
+	TF_CLI_CONFIG_FILE=/dev/null $(IAC)/bin/checkov --quiet --compact --skip-download \
+		--framework terraform -d infrastructure
+	TF_CLI_CONFIG_FILE=/dev/null $(IAC)/bin/checkov --quiet --compact --skip-download \
+		--framework dockerfile -f Dockerfile
+	TF_CLI_CONFIG_FILE=/dev/null $(IAC)/bin/checkov --quiet --compact --skip-download \
+		--framework github_actions -d .github
+	$(IAC)/bin/zizmor --offline --quiet --config .github/zizmor.yml .github
+	$(IAC)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(IAC)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(IAC)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(IAC)/bin/shellcheck scripts/*.sh .ci/run
+	$(IAC)/bin/bandit --quiet -r src -c pyproject.toml
 
 lint: $(STAMP) ## ruff (lint and format) and hadolint
 	$(BIN)/ruff check .
@@ -62,5 +84,5 @@ bench: $(STAMP) ## Benchmark /rates against GET / on the sample data (installs w
 bench-scale: $(STAMP) ## The same on synthetic 1M and 10M prices, with 1-client latency
 	$(BIN)/python bench/run.py --scale
 
-clean: ## Remove the virtual environment and local data (.data)
-	rm -rf $(VENV) .data
+clean: ## Remove the virtual environments and local data (.data)
+	rm -rf $(VENV) $(IAC) .data

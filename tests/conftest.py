@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,15 +14,21 @@ from flask.testing import FlaskClient
 from rates_platform.app import create_app
 from rates_platform.devdb import EmbeddedPostgres
 from rates_platform.settings import Settings
-from tests.support import PreparedDatabase, prepare_database, start_server
+from tests.support import ExternalPostgres, PreparedDatabase, prepare_database, start_server
 
 _copies = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = start_server(tmp_path_factory.mktemp("postgres"))
-    yield server
+    """The embedded server, or TEST_DATABASE_URL's when set (as in the GitHub pipeline)."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    server = (
+        ExternalPostgres(external)
+        if external
+        else start_server(tmp_path_factory.mktemp("postgres"))
+    )
+    yield server  # type: ignore[misc]
     server.stop()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import requests
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rates_platform import schema
 from rates_platform.dbaccess.roles import ensure_login_member
@@ -35,6 +36,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class ExternalPostgres:
+    """A server the tests do not own, given as TEST_DATABASE_URL (CI's service container).
+
+    Tests that stop, restart or reconfigure a server always start their own instead.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        params = conninfo_to_dict(url)
+        self.host = str(params.get("host") or "127.0.0.1")
+        self.port = int(params.get("port") or 5432)
+
+    def superuser_conninfo(self, dbname: str = "postgres") -> str:
+        return make_conninfo(self.url, dbname=dbname)
+
+    def tcp_conninfo(self, user: str, password: str, dbname: str) -> str:
+        return make_conninfo(
+            host=self.host, port=self.port, user=user, password=password, dbname=dbname
+        )
+
+    def stop(self) -> None:
+        """Not ours to stop."""
 
 
 def start_server(directory: Path, settings: dict[str, str] | None = None) -> EmbeddedPostgres:

@@ -6,21 +6,22 @@ resource "azurerm_resource_group" "state" {
   tags     = local.tags
 }
 
-#checkov:skip=CKV_AZURE_33:Queue service is not used; the account holds blobs only.
 resource "azurerm_storage_account" "state" {
-  name                            = "st${var.name_prefix}tfstate${substr(md5(data.azurerm_client_config.current.subscription_id), 0, 6)}"
-  resource_group_name             = azurerm_resource_group.state.name
-  location                        = azurerm_resource_group.state.location
-  account_tier                    = "Standard"
-  account_replication_type        = "GRS"
-  account_kind                    = "StorageV2"
-  min_tls_version                 = "TLS1_2"
-  https_traffic_only_enabled      = true
-  allow_nested_items_to_be_public = false
-  shared_access_key_enabled       = false # Entra ID only: no account keys to leak
-  public_network_access_enabled   = true  #checkov:skip=CKV_AZURE_59:GitHub-hosted runners reach state over the internet; access is Entra ID RBAC only.
-  default_to_oauth_authentication = true
-  local_user_enabled              = false
+  #checkov:skip=CKV_AZURE_33:Queue service is not used; the account holds blobs only.
+  #checkov:skip=CKV_AZURE_43:The name is computed: st + prefix (validated 3-10 [a-z0-9]) + tfstate + 6 hex, at most 24 characters.
+  name                              = "st${var.name_prefix}tfstate${substr(md5(data.azurerm_client_config.current.subscription_id), 0, 6)}"
+  resource_group_name               = azurerm_resource_group.state.name
+  location                          = azurerm_resource_group.state.location
+  account_tier                      = "Standard"
+  account_replication_type          = "GRS"
+  account_kind                      = "StorageV2"
+  min_tls_version                   = "TLS1_2"
+  https_traffic_only_enabled        = true
+  allow_nested_items_to_be_public   = false
+  shared_access_key_enabled         = false # Entra ID only: no account keys to leak
+  public_network_access_enabled     = true  #checkov:skip=CKV_AZURE_59:GitHub-hosted runners reach state over the internet; access is Entra ID RBAC only.
+  default_to_oauth_authentication   = true
+  local_user_enabled                = false
   infrastructure_encryption_enabled = true
 
   blob_properties {
@@ -48,6 +49,7 @@ resource "azurerm_storage_account" "state" {
 }
 
 resource "azurerm_storage_container" "state" {
+  #checkov:skip=CKV2_AZURE_21:Blob read/write/delete logs go to Log Analytics through the diagnostic setting below.
   for_each              = var.environments
   name                  = "tfstate-${each.key}"
   storage_account_id    = azurerm_storage_account.state.id
@@ -163,6 +165,7 @@ resource "azurerm_container_registry" "images" {
   #checkov:skip=CKV_AZURE_233:Zone redundancy needs Premium in a zonal region; decided per subscription.
   #checkov:skip=CKV_AZURE_237:Dedicated data endpoints need Premium networking; not used.
   #checkov:skip=CKV_AZURE_164:Content trust is retired in favour of signing; images are referenced by digest.
+  #checkov:skip=CKV_AZURE_165:All environments run in one region; geo-replication is added with a second region.
   name                          = "cr${var.name_prefix}${substr(md5(data.azurerm_client_config.current.subscription_id), 0, 6)}"
   resource_group_name           = azurerm_resource_group.state.name
   location                      = azurerm_resource_group.state.location
@@ -178,4 +181,32 @@ resource "azurerm_role_assignment" "deploy_push" {
   scope                = azurerm_container_registry.images.id
   role_definition_name = "AcrPush"
   principal_id         = azurerm_user_assigned_identity.github["deploy"].principal_id
+}
+
+# Who read or wrote state, and when: blob service logs to Log Analytics.
+resource "azurerm_log_analytics_workspace" "bootstrap" {
+  name                = "log-${var.name_prefix}-bootstrap"
+  resource_group_name = azurerm_resource_group.state.name
+  location            = azurerm_resource_group.state.location
+  sku                 = "PerGB2018"
+  retention_in_days   = 365
+  tags                = local.tags
+}
+
+resource "azurerm_monitor_diagnostic_setting" "state_blobs" {
+  name                       = "to-log-analytics"
+  target_resource_id         = "${azurerm_storage_account.state.id}/blobServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.bootstrap.id
+  enabled_log {
+    category = "StorageRead"
+  }
+  enabled_log {
+    category = "StorageWrite"
+  }
+  enabled_log {
+    category = "StorageDelete"
+  }
+  metric {
+    category = "Transaction"
+  }
 }

