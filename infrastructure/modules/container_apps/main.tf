@@ -117,99 +117,81 @@ resource "azurerm_container_app" "api" {
   }
 }
 
-# Credential rotation: daily, rotates only when due (ROTATION_PERIOD_DAYS).
-resource "azurerm_container_app_job" "rotation" {
-  name                         = "caj-${var.name}-rotate"
-  resource_group_name          = var.resource_group_name
-  location                     = var.location
-  container_app_environment_id = azurerm_container_app_environment.this.id
-  workload_profile_name        = "Consumption"
-  replica_timeout_in_seconds   = 600
-  replica_retry_limit          = 1
-
-  schedule_trigger_config {
-    cron_expression          = "17 3 * * *"
-    parallelism              = 1
-    replica_completion_count = 1
-  }
-
-  identity {
-    type         = "UserAssigned"
-    identity_ids = [azurerm_user_assigned_identity.workload["rotation"].id]
-  }
-
-  registry {
-    server   = var.registry_server
-    identity = azurerm_user_assigned_identity.workload["rotation"].id
-  }
-
-  template {
-    container {
-      name    = "rotate"
-      image   = var.image
-      cpu     = 0.25
-      memory  = "0.5Gi"
-      command = ["dbaccess", "rotate", "--if-due"]
-
-      dynamic "env" {
-        for_each = merge(local.common_env, {
-          AZURE_CLIENT_ID        = azurerm_user_assigned_identity.workload["rotation"].client_id
-          DBACCESS_LOGIN_SECRET  = "rates-db-rotator"
-          ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
-          ROTATION_GRACE_SECONDS = "3600"
-        })
-        content {
-          name  = env.key
-          value = env.value
-        }
+locals {
+  # The two jobs differ only in trigger, size and command: `rates migrate` started by
+  # each deploy, and the credential rotation, daily, rotating only when due.
+  jobs = {
+    rotation = {
+      name     = "rotate"
+      schedule = "17 3 * * *"
+      timeout  = 600
+      retries  = 1
+      command  = ["dbaccess", "rotate", "--if-due"]
+      env = {
+        DBACCESS_LOGIN_SECRET  = "rates-db-rotator"
+        ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
+        ROTATION_GRACE_SECONDS = "3600"
       }
     }
-  }
-
-  tags = var.tags
-
-  lifecycle {
-    ignore_changes = [template[0].container[0].image]
+    migration = {
+      name     = "migrate"
+      schedule = null
+      timeout  = 1800
+      retries  = 0
+      command  = ["rates", "migrate"]
+      env      = { DBACCESS_LOGIN_SECRET = "rates-db-migrator" }
+    }
   }
 }
 
-# Schema migrations, started by the deploy pipeline before each API revision.
-resource "azurerm_container_app_job" "migration" {
-  name                         = "caj-${var.name}-migrate"
+resource "azurerm_container_app_job" "this" {
+  for_each                     = local.jobs
+  name                         = "caj-${var.name}-${each.value.name}"
   resource_group_name          = var.resource_group_name
   location                     = var.location
   container_app_environment_id = azurerm_container_app_environment.this.id
   workload_profile_name        = "Consumption"
-  replica_timeout_in_seconds   = 1800
-  replica_retry_limit          = 0
+  replica_timeout_in_seconds   = each.value.timeout
+  replica_retry_limit          = each.value.retries
 
-  manual_trigger_config {
-    parallelism              = 1
-    replica_completion_count = 1
+  dynamic "schedule_trigger_config" {
+    for_each = each.value.schedule == null ? [] : [each.value.schedule]
+    content {
+      cron_expression          = schedule_trigger_config.value
+      parallelism              = 1
+      replica_completion_count = 1
+    }
+  }
+
+  dynamic "manual_trigger_config" {
+    for_each = each.value.schedule == null ? [1] : []
+    content {
+      parallelism              = 1
+      replica_completion_count = 1
+    }
   }
 
   identity {
     type         = "UserAssigned"
-    identity_ids = [azurerm_user_assigned_identity.workload["migration"].id]
+    identity_ids = [azurerm_user_assigned_identity.workload[each.key].id]
   }
 
   registry {
     server   = var.registry_server
-    identity = azurerm_user_assigned_identity.workload["migration"].id
+    identity = azurerm_user_assigned_identity.workload[each.key].id
   }
 
   template {
     container {
-      name    = "migrate"
+      name    = each.value.name
       image   = var.image
       cpu     = 0.25
       memory  = "0.5Gi"
-      command = ["rates", "migrate"]
+      command = each.value.command
 
       dynamic "env" {
-        for_each = merge(local.common_env, {
-          AZURE_CLIENT_ID       = azurerm_user_assigned_identity.workload["migration"].client_id
-          DBACCESS_LOGIN_SECRET = "rates-db-migrator"
+        for_each = merge(local.common_env, each.value.env, {
+          AZURE_CLIENT_ID = azurerm_user_assigned_identity.workload[each.key].client_id
         })
         content {
           name  = env.key
@@ -222,7 +204,7 @@ resource "azurerm_container_app_job" "migration" {
   tags = var.tags
 
   lifecycle {
-    ignore_changes = [template[0].container[0].image]
+    ignore_changes = [template[0].container[0].image] # the deploy pipeline sets the image
   }
 }
 

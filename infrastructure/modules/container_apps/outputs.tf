@@ -20,7 +20,7 @@ output "api_name" {
 
 output "rotation_job_name" {
   description = "Name of the rotation job."
-  value       = azurerm_container_app_job.rotation.name
+  value       = azurerm_container_app_job.this["rotation"].name
 }
 
 output "migration_principal_id" {
@@ -30,5 +30,5 @@ output "migration_principal_id" {
 
 output "migration_job_name" {
   description = "Name of the migration job the deploy pipeline starts."
-  value       = azurerm_container_app_job.migration.name
+  value       = azurerm_container_app_job.this["migration"].name
 }

@@ -37,42 +37,6 @@ resource "azurerm_subnet" "postgres" {
   }
 }
 
-resource "azurerm_network_security_group" "postgres" {
-  name                = "nsg-${var.name}-postgres"
-  resource_group_name = var.resource_group_name
-  location            = var.location
-  tags                = var.tags
-
-  security_rule {
-    name                       = "allow-apps-postgres"
-    priority                   = 100
-    direction                  = "Inbound"
-    access                     = "Allow"
-    protocol                   = "Tcp"
-    source_address_prefix      = azurerm_subnet.apps.address_prefixes[0]
-    source_port_range          = "*"
-    destination_address_prefix = "*"
-    destination_port_range     = "5432"
-  }
-
-  security_rule {
-    name                       = "deny-vnet-inbound"
-    priority                   = 4000
-    direction                  = "Inbound"
-    access                     = "Deny"
-    protocol                   = "*"
-    source_address_prefix      = "VirtualNetwork"
-    source_port_range          = "*"
-    destination_address_prefix = "*"
-    destination_port_range     = "*"
-  }
-}
-
-resource "azurerm_subnet_network_security_group_association" "postgres" {
-  subnet_id                 = azurerm_subnet.postgres.id
-  network_security_group_id = azurerm_network_security_group.postgres.id
-}
-
 resource "azurerm_subnet" "private_endpoints" {
   name                              = "snet-private-endpoints"
   resource_group_name               = var.resource_group_name
@@ -81,14 +45,31 @@ resource "azurerm_subnet" "private_endpoints" {
   private_endpoint_network_policies = "Enabled"
 }
 
-resource "azurerm_network_security_group" "private_endpoints" {
-  name                = "nsg-${var.name}-private-endpoints"
+# The database and the private endpoints accept their one port from the apps subnet only.
+locals {
+  guarded_subnets = {
+    postgres = {
+      id     = azurerm_subnet.postgres.id
+      prefix = azurerm_subnet.postgres.address_prefixes[0]
+      port   = "5432"
+    }
+    private-endpoints = {
+      id     = azurerm_subnet.private_endpoints.id
+      prefix = azurerm_subnet.private_endpoints.address_prefixes[0]
+      port   = "443"
+    }
+  }
+}
+
+resource "azurerm_network_security_group" "guarded" {
+  for_each            = local.guarded_subnets
+  name                = "nsg-${var.name}-${each.key}"
   resource_group_name = var.resource_group_name
   location            = var.location
   tags                = var.tags
 
   security_rule {
-    name                       = "allow-apps-https"
+    name                       = "allow-apps"
     priority                   = 100
     direction                  = "Inbound"
     access                     = "Allow"
@@ -96,7 +77,32 @@ resource "azurerm_network_security_group" "private_endpoints" {
     source_address_prefix      = azurerm_subnet.apps.address_prefixes[0]
     source_port_range          = "*"
     destination_address_prefix = "*"
-    destination_port_range     = "443"
+    destination_port_range     = each.value.port
+  }
+
+  # Within the subnet (PostgreSQL's HA standby replicates there) and Azure's probes.
+  security_rule {
+    name                       = "allow-same-subnet"
+    priority                   = 110
+    direction                  = "Inbound"
+    access                     = "Allow"
+    protocol                   = "*"
+    source_address_prefix      = each.value.prefix
+    source_port_range          = "*"
+    destination_address_prefix = each.value.prefix
+    destination_port_range     = "*"
+  }
+
+  security_rule {
+    name                       = "allow-azure-load-balancer"
+    priority                   = 120
+    direction                  = "Inbound"
+    access                     = "Allow"
+    protocol                   = "*"
+    source_address_prefix      = "AzureLoadBalancer"
+    source_port_range          = "*"
+    destination_address_prefix = "*"
+    destination_port_range     = "*"
   }
 
   security_rule {
@@ -112,9 +118,10 @@ resource "azurerm_network_security_group" "private_endpoints" {
   }
 }
 
-resource "azurerm_subnet_network_security_group_association" "private_endpoints" {
-  subnet_id                 = azurerm_subnet.private_endpoints.id
-  network_security_group_id = azurerm_network_security_group.private_endpoints.id
+resource "azurerm_subnet_network_security_group_association" "guarded" {
+  for_each                  = local.guarded_subnets
+  subnet_id                 = each.value.id
+  network_security_group_id = azurerm_network_security_group.guarded[each.key].id
 }
 
 resource "azurerm_private_dns_zone" "zones" {
