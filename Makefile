@@ -45,6 +45,7 @@ iac-check: $(STAMP) $(IAC_STAMP) ## Terraform fmt, checkov, zizmor, workflow sch
 	$(IAC)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(IAC)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
 	$(IAC)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(IAC)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 	$(IAC)/bin/shellcheck scripts/*.sh .ci/run
 	$(IAC)/bin/bandit --quiet -r src -c pyproject.toml
 

@@ -14,6 +14,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from rates_platform.dbaccess.bootstrap import bootstrap
+from rates_platform.dbaccess.cli import main as dbaccess_main
 from rates_platform.dbaccess.rotation import (
     RotationBusy,
     RotationFailed,
@@ -264,3 +265,16 @@ def test_no_password_reaches_any_log_audit_row_or_error(
             ("app log", caplog.text),
         ):
             assert password not in text, where
+
+
+def test_the_bootstrap_command_sets_up_access_from_an_administrator_login(
+    db: PreparedDatabase, store: LocalFileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db.admin)  # the superuser, over its socket
+    monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
+    assert dbaccess_main(["bootstrap"]) == 0
+    assert can_read(login(db, store))
+    current = with_stage(store, "rates-db-app", CURRENT)
+    assert current is not None and current.value["username"] in SLOTS
+    assert dbaccess_main(["bootstrap"]) == 0  # a rerun changes nothing that works
+    assert with_stage(store, "rates-db-app", CURRENT) == current

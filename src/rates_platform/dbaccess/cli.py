@@ -23,9 +23,10 @@ from pathlib import Path
 
 import psycopg
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import (
     RotationBusy,
     RotationFailed,
@@ -145,6 +146,15 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _bootstrap(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """First run on a database DATABASE_URL administers: rotator login, first credential."""
+    admin = Settings.from_env(env).database_url
+    server = {k: v for k, v in conninfo_to_dict(admin).items() if k not in ("user", "password")}
+    rotator = bootstrap(admin, _store(env), make_conninfo("", **server), policy_from_env(env))
+    print(f"dbaccess: bootstrapped; the API logs in as {rotator.status().active_slot}")
+    return 0
+
+
 def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     conninfo = Settings.from_env(env).database_url
     with psycopg.connect(conninfo) as conn:
@@ -170,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     when.add_argument("--if-due", action="store_true", help="only if the period has passed")
     when.add_argument("--now", action="store_true", help="rotate now")
     rotate.add_argument("--metrics-file", type=Path, help="write Prometheus metrics here")
+    commands.add_parser(
+        "bootstrap",
+        help="give the rotator a login and the API its first "
+        "credential (DATABASE_URL: an administrator)",
+    )
     status = commands.add_parser("status", help="active slot, age, next due, stuck steps")
     status.add_argument("--json", action="store_true")
     audit_parser = commands.add_parser("audit", help="the tamper-evident audit trail")
@@ -178,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tail = audit_commands.add_parser("tail", help="events as JSON lines")
     tail.add_argument("--after", type=int, default=0, help="only events after this id")
     args = parser.parse_args(argv)
-    handlers = {"rotate": _rotate, "status": _status, "audit": _audit}
+    handlers = {"rotate": _rotate, "status": _status, "audit": _audit, "bootstrap": _bootstrap}
     try:
         return handlers[args.command](args, os.environ)
     except (SettingsError, SecretStoreError) as exc:
