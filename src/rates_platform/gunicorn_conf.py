@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 # Workers must share one metrics directory, set before prometheus_client is imported.
@@ -37,7 +38,7 @@ accesslog = None  # the application writes one JSON line per request itself
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "rates_platform.http.observability.JsonFormatter"}},
+    "formatters": {"json": {"()": "rates_platform.logs.JsonFormatter"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
@@ -48,6 +49,14 @@ logconfig_dict: dict[str, Any] = {
     "root": {"level": _settings.log_level, "handlers": ["stdout"]},
     "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False}},
 }
+
+
+def on_starting(server: Any) -> None:
+    """Create the metrics directory, emptied: a previous run's files would count again."""
+    metrics = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics.mkdir(parents=True, exist_ok=True)
+    for stale in metrics.glob("*.db"):
+        stale.unlink()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -27,7 +23,6 @@ from psycopg_pool import ConnectionPool
 REQUEST_ID_HEADER = "X-Request-ID"
 # Echo a caller's id only if it is short and plain, so it cannot forge log lines.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 REQUESTS = Counter("http_requests_total", "HTTP requests served.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -47,30 +42,6 @@ POOL_WAITING = Gauge(
 )
 
 _access_log = logging.getLogger("rates_platform.access")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with any ``extra=`` fields at the top level."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _route() -> str:

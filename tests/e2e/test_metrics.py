@@ -1,0 +1,33 @@
+"""Prometheus metrics from every gunicorn worker, as deployed (multiprocess mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import Gunicorn, PreparedDatabase
+
+pytestmark = pytest.mark.e2e
+
+
+def test_metrics_directory_is_made_cleaned_and_sums_all_workers(
+    sample_db: PreparedDatabase, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "not" / "yet" / "there"
+    metrics.mkdir(parents=True)
+    (metrics / "counter_99999.db").write_bytes(b"stale from a previous run")
+    api = Gunicorn(sample_db.app, PROMETHEUS_MULTIPROC_DIR=str(metrics), WEB_WORKERS="2")
+    try:
+        for _ in range(40):
+            assert api.get("/").status_code == 200
+        text = api.get("/metrics").text
+    finally:
+        api.stop()
+    assert not (metrics / "counter_99999.db").exists()
+    line = next(
+        l
+        for l in text.splitlines()
+        if l.startswith('http_requests_total{method="GET",route="/",status="200"}')
+    )
+    assert float(line.split()[-1]) == 40.0  # both workers' requests, summed
