@@ -25,9 +25,6 @@ def test_metrics_directory_is_made_cleaned_and_sums_all_workers(
     finally:
         api.stop()
     assert not (metrics / "counter_99999.db").exists()
-    line = next(
-        l
-        for l in text.splitlines()
-        if l.startswith('http_requests_total{method="GET",route="/",status="200"}')
-    )
+    prefix = 'http_requests_total{method="GET",route="/",status="200"}'
+    line = next(row for row in text.splitlines() if row.startswith(prefix))
     assert float(line.split()[-1]) == 40.0  # both workers' requests, summed
