@@ -16,6 +16,7 @@ from psycopg.conninfo import make_conninfo
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.cli import main as dbaccess_main
 from rates_platform.dbaccess.rotation import (
+    ROTATION_LOCK,
     RotationBusy,
     RotationFailed,
     RotationPolicy,
@@ -278,3 +279,28 @@ def test_the_bootstrap_command_sets_up_access_from_an_administrator_login(
     assert current is not None and current.value["username"] in SLOTS
     assert dbaccess_main(["bootstrap"]) == 0  # a rerun changes nothing that works
     assert with_stage(store, "rates-db-app", CURRENT) == current
+
+
+def test_the_rotate_command_exports_metrics_and_exit_codes(
+    db: PreparedDatabase,
+    store: LocalFileStore,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    monkeypatch.setenv("DATABASE_URL", server_of(db))
+    monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
+    monkeypatch.setenv("DBACCESS_LOGIN_SECRET", "rates-db-rotator")
+    metrics = tmp_path / "dbaccess.prom"
+    assert dbaccess_main(["rotate", "--now", "--metrics-file", str(metrics)]) == 0
+    text = metrics.read_text()
+    assert 'dbaccess_rotation_last_run_timestamp_seconds{outcome="success"}' in text
+    assert "dbaccess_credential_age_seconds" in text and "dbaccess_rotation_stuck 0.0" in text
+    assert dbaccess_main(["rotate", "--if-due"]) == 0
+    assert "not due" in capsys.readouterr().out
+    with psycopg.connect(rotator.conninfo, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ROTATION_LOCK,))
+        assert dbaccess_main(["rotate", "--now", "--metrics-file", str(metrics)]) == 3
+    assert "another rotation is running" in capsys.readouterr().err
+    assert 'outcome="busy"' in metrics.read_text()
