@@ -30,6 +30,20 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def checkov_terraform(directory: Path) -> subprocess.CompletedProcess[str]:
+    return run(
+        "checkov",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+        "--framework",
+        "terraform",
+        "-d",
+        str(directory),
+        cwd=directory.parent,
+    )
+
+
 def test_checkov_fails_on_a_public_key_vault(tmp_path: Path) -> None:
     module = tmp_path / "keyvault"
     shutil.copytree(policy.INFRA / "modules" / "keyvault", module)
@@ -39,33 +53,13 @@ def test_checkov_fails_on_a_public_key_vault(tmp_path: Path) -> None:
         .replace("public_network_access_enabled = false", "public_network_access_enabled = true")
         .replace('default_action = "Deny"', 'default_action = "Allow"')
     )
-    result = run(
-        "checkov",
-        "--quiet",
-        "--compact",
-        "--skip-download",
-        "--framework",
-        "terraform",
-        "-d",
-        str(module),
-        cwd=tmp_path,
-    )
+    result = checkov_terraform(module)
     assert result.returncode == 1, result.stdout
     assert "CKV_AZURE_109" in result.stdout  # "Key Vault allows public network access"
 
 
-def test_checkov_passes_the_real_key_vault(tmp_path: Path) -> None:
-    result = run(
-        "checkov",
-        "--quiet",
-        "--compact",
-        "--skip-download",
-        "--framework",
-        "terraform",
-        "-d",
-        str(policy.INFRA / "modules" / "keyvault"),
-        cwd=tmp_path,
-    )
+def test_checkov_passes_the_real_key_vault() -> None:
+    result = checkov_terraform(policy.INFRA / "modules" / "keyvault")
     assert result.returncode == 0, result.stdout
 
 
