@@ -304,3 +304,22 @@ def test_the_rotate_command_exports_metrics_and_exit_codes(
         assert dbaccess_main(["rotate", "--now", "--metrics-file", str(metrics)]) == 3
     assert "another rotation is running" in capsys.readouterr().err
     assert 'outcome="busy"' in metrics.read_text()
+
+
+def test_the_rotator_can_manage_the_slots_but_not_act_as_them(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    with psycopg.connect(rotator.conninfo, autocommit=True) as conn:
+        flags = conn.execute(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert flags == (False, True, False)
+        for statement in (
+            "SELECT count(*) FROM prices",
+            "SET ROLE rates_app_a",
+            "SET ROLE rates_owner",
+            "DELETE FROM audit.events",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
