@@ -11,7 +11,7 @@ IAC_STAMP := $(IAC)/.installed-$(shell sha1sum requirements-iac.txt | cut -c1-12
 .PHONY: help venv run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
