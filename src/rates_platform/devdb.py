@@ -141,19 +141,27 @@ class EmbeddedPostgres:
             self.log_file.touch()
             entry = pwd.getpwnam(self._user)
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        self._pg(
-            "pg_ctl",
-            "-D",
-            str(self.datadir),
-            "-l",
-            str(self.log_file),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            server_args,
-            "start",
-        )
+        try:
+            self._pg(
+                "pg_ctl",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                server_args,
+                "start",
+            )
+        except RuntimeError as exc:  # say why, not just "examine the log output"
+            reasons = [
+                line
+                for line in self.log_file.read_text(errors="replace").splitlines()
+                if "FATAL" in line or "HINT" in line
+            ][-2:]
+            raise RuntimeError(f"{exc}\n" + "\n".join(reasons)) from None
 
     def stop(self) -> None:
         self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", "fast", "stop")
