@@ -16,7 +16,7 @@ from psycopg.conninfo import make_conninfo
 from tqdm import tqdm
 
 from rates_platform import schema, synthetic
-from rates_platform.dbaccess.bootstrap import ROTATOR_SECRET, bootstrap
+from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN, bootstrap
 from rates_platform.dbaccess.cli import connection_from_env
 from rates_platform.dbaccess.rotation import RotationPolicy
 from rates_platform.dbaccess.stores import open_store
@@ -31,8 +31,8 @@ GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunic
 
 def _database_url() -> str:
     """Where admin commands connect: DATABASE_URL, plus the login kept in the secret
-    store under DBACCESS_LOGIN_SECRET if set (how the Azure migration job logs in)."""
-    if os.environ.get("DB_SECRET_STORE") and os.environ.get("DBACCESS_LOGIN_SECRET"):
+    store under DBACCESS_LOGIN if set (how the Azure migration job logs in)."""
+    if os.environ.get("DB_SECRET_STORE") and os.environ.get("DBACCESS_LOGIN"):
         return connection_from_env(os.environ, open_store(os.environ["DB_SECRET_STORE"]))
     return Settings.from_env().database_url
 
@@ -66,7 +66,7 @@ def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str,
     env = {
         "DATABASE_URL": tcp,
         "DB_SECRET_STORE": store_spec,
-        "DBACCESS_LOGIN_SECRET": ROTATOR_SECRET,
+        "DBACCESS_LOGIN": ROTATOR_LOGIN,
     }
     _write_private(
         data_dir / "dbaccess.env", "".join(f"{key}='{value}'\n" for key, value in env.items())
@@ -85,7 +85,7 @@ def dev(args: argparse.Namespace) -> int:
     else:
         server, admin, local = _prepare_embedded(Path(args.data_dir), args.pg_port)
         env.update(local)
-        env.pop("DBACCESS_LOGIN_SECRET")  # the API logs in with its own rotated credential
+        env.pop("DBACCESS_LOGIN")  # the API logs in with its own rotated credential
     if not schema.has_prices(admin):
         counts = schema.load_sample(admin, args.sample)
         print(f"loaded sample data: {counts}", file=sys.stderr)

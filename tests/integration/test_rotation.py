@@ -291,7 +291,7 @@ def test_the_rotate_command_exports_metrics_and_exit_codes(
     rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
     monkeypatch.setenv("DATABASE_URL", server_of(db))
     monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
-    monkeypatch.setenv("DBACCESS_LOGIN_SECRET", "rates-db-rotator")
+    monkeypatch.setenv("DBACCESS_LOGIN", "rates-db-rotator")
     metrics = tmp_path / "dbaccess.prom"
     assert dbaccess_main(["rotate", "--now", "--metrics-file", str(metrics)]) == 0
     text = metrics.read_text()

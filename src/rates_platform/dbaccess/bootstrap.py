@@ -19,8 +19,8 @@ from rates_platform.dbaccess.secrets import CURRENT, SecretStore, with_stage
 from rates_platform.devdb import new_password
 
 ROTATOR_ROLE = "rates_rotator"
-# A secret's name, not a secret.
-ROTATOR_SECRET = "rates-db-rotator"  # noqa: S105  # nosec B105
+# The store entry with the rotator's own login.
+ROTATOR_LOGIN = "rates-db-rotator"
 
 
 def _logs_in(conninfo: str) -> bool:
@@ -33,10 +33,10 @@ def _logs_in(conninfo: str) -> bool:
 
 def ensure_rotator_login(admin: str, store: SecretStore, server: str) -> str:
     """The rotator's conninfo on ``server`` (host/port/dbname), creating its login."""
-    login = with_stage(store, ROTATOR_SECRET, CURRENT)
+    login = with_stage(store, ROTATOR_LOGIN, CURRENT)
     if login is None:
         login = store.add_version(
-            ROTATOR_SECRET, {"username": ROTATOR_ROLE, "password": new_password()}, {CURRENT}, {}
+            ROTATOR_LOGIN, {"username": ROTATOR_ROLE, "password": new_password()}, {CURRENT}, {}
         )
     conninfo = make_conninfo(server, user=ROTATOR_ROLE, password=login.value["password"])
     if not _logs_in(conninfo):

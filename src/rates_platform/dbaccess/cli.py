@@ -4,7 +4,7 @@ Configuration (environment):
   DATABASE_URL / PG*        where to connect, as the rotator (or an auditor)
   DB_SECRET_STORE           file:PATH or keyvault:https://VAULT
   DB_SECRET_NAME            the API's rotated login (default rates-db-app)
-  DBACCESS_LOGIN_SECRET     optional: a secret in the store with this command's own login
+  DBACCESS_LOGIN     optional: a secret in the store with this command's own login
   ROTATION_PERIOD_DAYS      default 30
   ROTATION_GRACE_SECONDS    default 3600 (keep above the API's DB_POOL_MAX_LIFETIME)
   CREDENTIAL_LIFETIME_DAYS  default 60 (VALID UNTIL of each new password)
@@ -64,11 +64,11 @@ def policy_from_env(env: Mapping[str, str]) -> RotationPolicy:
 
 def connection_from_env(env: Mapping[str, str], store: SecretStore) -> str:
     conninfo = Settings.from_env(env).database_url
-    login_secret = env.get("DBACCESS_LOGIN_SECRET")
+    login_secret = env.get("DBACCESS_LOGIN")
     if login_secret:
         login = with_stage(store, login_secret, CURRENT)
         if login is None:
-            raise SettingsError(f"DBACCESS_LOGIN_SECRET={login_secret!r}: no current version")
+            raise SettingsError(f"DBACCESS_LOGIN={login_secret!r}: no current version")
         conninfo = make_conninfo(
             conninfo, user=login.value["username"], password=login.value["password"]
         )
