@@ -128,7 +128,7 @@ locals {
       retries  = 1
       command  = ["dbaccess", "rotate", "--if-due"]
       env = {
-        DBACCESS_LOGIN  = "rates-db-rotator"
+        DBACCESS_LOGIN         = "rates-db-rotator"
         ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
         ROTATION_GRACE_SECONDS = "3600"
       }
