@@ -55,17 +55,29 @@ def _start() -> None:
     g.started = time.perf_counter()
 
 
+# Pool gauges are refreshed at most this often per worker, not on every request.
+POOL_GAUGES_INTERVAL_SECONDS = 1.0
+
+
 def register(app: Flask, pool: ConnectionPool) -> None:
+    pool_gauges_at = [0.0]  # last refresh; a benign race between threads at worst
+
+    def refresh_pool_gauges(now: float) -> None:
+        if now - pool_gauges_at[0] < POOL_GAUGES_INTERVAL_SECONDS:
+            return
+        pool_gauges_at[0] = now
+        stats = pool.get_stats()
+        POOL_CONNECTIONS.set(stats.get("pool_size", 0))
+        POOL_IDLE.set(stats.get("pool_available", 0))
+        POOL_WAITING.set(stats.get("requests_waiting", 0))
+
     def finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         route = _route()
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         LATENCY.labels(request.method, route).observe(elapsed)
-        stats = pool.get_stats()
-        POOL_CONNECTIONS.set(stats.get("pool_size", 0))
-        POOL_IDLE.set(stats.get("pool_available", 0))
-        POOL_WAITING.set(stats.get("requests_waiting", 0))
+        refresh_pool_gauges(time.monotonic())
         _access_log.info(
             "request",
             extra={
