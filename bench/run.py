@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from rates_platform import schema  # noqa: E402
 from rates_platform.cli import generate_with_progress  # noqa: E402
 from rates_platform.dbaccess.roles import ensure_login_member  # noqa: E402
-from rates_platform.devdb import EmbeddedPostgres, new_password  # noqa: E402
+from rates_platform.dbaccess.secrets import new_password  # noqa: E402
+from rates_platform.devdb import EmbeddedPostgres  # noqa: E402
 from rates_platform.synthetic import Shape  # noqa: E402
 from tests.support import SAMPLE, Gunicorn, create_database, free_port  # noqa: E402
 

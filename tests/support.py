@@ -20,7 +20,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rates_platform import schema
 from rates_platform.dbaccess.roles import ensure_login_member
-from rates_platform.devdb import EmbeddedPostgres, new_password
+from rates_platform.dbaccess.secrets import new_password
+from rates_platform.devdb import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "db" / "rates.sql"

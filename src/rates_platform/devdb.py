@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import stat
 import subprocess
 from collections.abc import Mapping
@@ -188,7 +187,3 @@ class EmbeddedPostgres:
         return make_conninfo(
             host="127.0.0.1", port=self.port, user=user, password=password, dbname=dbname
         )
-
-
-def new_password() -> str:
-    return secrets.token_urlsafe(32)

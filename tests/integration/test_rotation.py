@@ -66,9 +66,7 @@ def server_of(db: PreparedDatabase) -> str:
 def login(db: PreparedDatabase, store: LocalFileStore, stage: str = CURRENT) -> str:
     version = with_stage(store, "rates-db-app", stage)
     assert version is not None
-    return make_conninfo(
-        server_of(db), user=version.value["username"], password=version.value["password"]
-    )
+    return make_conninfo(server_of(db), **version.login())
 
 
 def can_read(conninfo: str) -> bool:

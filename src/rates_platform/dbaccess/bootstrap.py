@@ -15,8 +15,7 @@ from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
 from rates_platform.dbaccess.roles import scram_verifier
 from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
-from rates_platform.dbaccess.secrets import CURRENT, SecretStore, with_stage
-from rates_platform.devdb import new_password
+from rates_platform.dbaccess.secrets import CURRENT, SecretStore, new_password, with_stage
 
 ROTATOR_ROLE = "rates_rotator"
 # The store entry with the rotator's own login.
@@ -38,7 +37,7 @@ def ensure_rotator_login(admin: str, store: SecretStore, server: str) -> str:
         login = store.add_version(
             ROTATOR_LOGIN, {"username": ROTATOR_ROLE, "password": new_password()}, {CURRENT}, {}
         )
-    conninfo = make_conninfo(server, user=ROTATOR_ROLE, password=login.value["password"])
+    conninfo = make_conninfo(server, **login.login())
     if not _logs_in(conninfo):
         with psycopg.connect(admin, autocommit=True) as conn, conn.transaction():
             verifier = scram_verifier(conn, ROTATOR_ROLE, login.value["password"])
@@ -60,8 +59,6 @@ def bootstrap(admin: str, store: SecretStore, server: str, policy: RotationPolic
     """Make ``server`` reachable by the API through the store; return the rotator."""
     rotator = Rotator(store, ensure_rotator_login(admin, store, server), policy)
     current = with_stage(store, policy.secret_name, CURRENT)
-    works = current is not None and _logs_in(
-        make_conninfo(server, user=current.value["username"], password=current.value["password"])
-    )
+    works = current is not None and _logs_in(make_conninfo(server, **current.login()))
     rotator.run(force=not works)
     return rotator

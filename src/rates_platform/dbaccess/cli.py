@@ -69,9 +69,7 @@ def connection_from_env(env: Mapping[str, str], store: SecretStore) -> str:
         login = with_stage(store, login_secret, CURRENT)
         if login is None:
             raise SettingsError(f"DBACCESS_LOGIN={login_secret!r}: no current version")
-        conninfo = make_conninfo(
-            conninfo, user=login.value["username"], password=login.value["password"]
-        )
+        conninfo = make_conninfo(conninfo, **login.login())
     return conninfo
 
 

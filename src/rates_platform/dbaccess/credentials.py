@@ -38,10 +38,7 @@ class CurrentCredential:
                     raise psycopg.OperationalError(
                         f"no current credential in secret {self._name!r}"
                     )
-                self._cached = {
-                    "user": version.value["username"],
-                    "password": version.value["password"],
-                }
+                self._cached = version.login()
                 self._read_at = self._clock()
             return dict(self._cached)
 

@@ -14,7 +14,6 @@ used again, and the next run starts from a new password.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
@@ -32,6 +32,7 @@ from rates_platform.dbaccess.secrets import (
     PREVIOUS,
     SecretStore,
     SecretVersion,
+    new_password,
     with_stage,
 )
 
@@ -172,7 +173,7 @@ class Rotator:
         valid_until = self.clock() + self.policy.lifetime
         version = self.store.add_version(
             self.policy.secret_name,
-            {"username": slot, "password": secrets.token_urlsafe(32)},
+            {"username": slot, "password": new_password()},
             {PENDING},
             {"step": "create", "valid_until": valid_until.isoformat()},
         )
@@ -209,15 +210,14 @@ class Rotator:
     def _test(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> SecretVersion:
         slot = pending.value["username"]
         params = conn.info.get_parameters()
-        with psycopg.connect(
+        server = make_conninfo(
             host=conn.info.host,
             port=conn.info.port,
             dbname=params["dbname"],
-            user=slot,
-            password=pending.value["password"],
-            connect_timeout=10,
             sslmode=params.get("sslmode", "prefer"),
-            autocommit=True,
+        )
+        with psycopg.connect(
+            make_conninfo(server, **pending.login()), connect_timeout=10, autocommit=True
         ) as login:
             login.execute("SELECT count(*) FROM ports").fetchone()
         self.on_step("test")

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,15 @@ class SecretVersion:
     value: Mapping[str, str] = field(repr=False)
     stages: frozenset[str] = frozenset()
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def login(self) -> dict[str, str]:
+        """The libpq ``user`` and ``password`` of a login kept in this version."""
+        return {"user": self.value["username"], "password": self.value["password"]}
+
+
+def new_password() -> str:
+    """A fresh random password: 256 bits, URL-safe (no quoting problems anywhere)."""
+    return secrets.token_urlsafe(32)
 
 
 class SecretStore(Protocol):
