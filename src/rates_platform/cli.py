@@ -19,6 +19,7 @@ from rates_platform import schema, synthetic
 from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN, bootstrap
 from rates_platform.dbaccess.cli import connection_from_env
 from rates_platform.dbaccess.rotation import RotationPolicy
+from rates_platform.dbaccess.secrets import write_private
 from rates_platform.dbaccess.stores import open_store
 from rates_platform.devdb import EmbeddedPostgres
 from rates_platform.settings import LIBPQ_VARIABLES, Settings, SettingsError
@@ -35,13 +36,6 @@ def _database_url() -> str:
     if os.environ.get("DB_SECRET_STORE") and os.environ.get("DBACCESS_LOGIN"):
         return connection_from_env(os.environ, open_store(os.environ["DB_SECRET_STORE"]))
     return Settings.from_env().database_url
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
 
 
 def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str, dict[str, str]]:
@@ -68,9 +62,8 @@ def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str,
         "DB_SECRET_STORE": store_spec,
         "DBACCESS_LOGIN": ROTATOR_LOGIN,
     }
-    _write_private(
-        data_dir / "dbaccess.env", "".join(f"{key}='{value}'\n" for key, value in env.items())
-    )
+    lines = "".join(f"{key}='{value}'\n" for key, value in env.items())
+    write_private(data_dir / "dbaccess.env", lines.encode())
     return server, admin, env
 
 

@@ -80,7 +80,7 @@ class LocalFileStore:
     def _fernet(self) -> Fernet:
         if not self.key_path.exists():
             self.key_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_private(self.key_path, Fernet.generate_key())
+            write_private(self.key_path, Fernet.generate_key())
         return Fernet(self.key_path.read_bytes().strip())
 
     @contextlib.contextmanager
@@ -106,7 +106,7 @@ class LocalFileStore:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        _write_private(self.path, self._fernet().encrypt(json.dumps(data).encode()))
+        write_private(self.path, self._fernet().encrypt(json.dumps(data).encode()))
 
     def versions(self, name: str) -> list[SecretVersion]:
         with self._locked():
@@ -150,7 +150,7 @@ def _version(item: Mapping[str, Any]) -> SecretVersion:
     )
 
 
-def _write_private(path: Path, content: bytes) -> None:
+def write_private(path: Path, content: bytes) -> None:
     """Write atomically: a 0600 temporary file, fsync, rename over, fsync the directory."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
