@@ -6,7 +6,6 @@ the cache, so the pool's next attempt reads the store again.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import psycopg
 
 from rates_platform.dbaccess.secrets import CURRENT, SecretStore, with_stage
+from rates_platform.expiring import Expiring
 
 
 class CurrentCredential:
@@ -24,27 +24,20 @@ class CurrentCredential:
         ttl: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store, self._name, self._ttl, self._clock = store, name, ttl, clock
-        self._cached: dict[str, str] | None = None
-        self._read_at = 0.0
-        self._lock = threading.Lock()
+        def read() -> dict[str, str]:
+            version = with_stage(store, name, CURRENT)
+            if version is None:
+                raise psycopg.OperationalError(f"no current credential in secret {name!r}")
+            return version.login()
+
+        self._login = Expiring(read, ttl, clock)
 
     def login(self) -> dict[str, str]:
         """``user`` and ``password`` for libpq, from the newest current version."""
-        with self._lock:
-            if self._cached is None or self._clock() - self._read_at >= self._ttl:
-                version = with_stage(self._store, self._name, CURRENT)
-                if version is None:
-                    raise psycopg.OperationalError(
-                        f"no current credential in secret {self._name!r}"
-                    )
-                self._cached = version.login()
-                self._read_at = self._clock()
-            return dict(self._cached)
+        return dict(self._login.get())
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._cached = None
+        self._login.invalidate()
 
 
 def connection_class(credential: CurrentCredential) -> type[psycopg.Connection[Any]]:

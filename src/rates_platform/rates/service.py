@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
 
 from rates_platform.db import Database
+from rates_platform.expiring import Expiring
 from rates_platform.rates import queries
 from rates_platform.rates.domain import DayRate, Locations, daily_series, parse_rates_query
 
@@ -20,18 +20,12 @@ class RatesService:
     ) -> None:
         self._db = db
         self._max_range_days = max_range_days
-        self._clock = clock
-        self._locations: Locations | None = None
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
+        self._locations = Expiring(
+            lambda: Locations(*db.read(queries.locations)), LOCATIONS_TTL_SECONDS, clock
+        )
 
     def locations(self) -> Locations:
-        with self._lock:
-            now = self._clock()
-            if self._locations is None or now - self._loaded_at >= LOCATIONS_TTL_SECONDS:
-                self._locations = Locations(*self._db.read(queries.locations))
-                self._loaded_at = now
-            return self._locations
+        return self._locations.get()
 
     def daily_rates(self, params: Mapping[str, str]) -> list[DayRate]:
         """Validate the query, then average prices per day; raises InvalidRatesQuery."""
