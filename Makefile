@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 IAC := .venv-iac
 IAC_STAMP := $(IAC)/.installed-$(shell sha1sum requirements-iac.txt | cut -c1-12)
 
-.PHONY: help venv run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
+.PHONY: help venv system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,10 @@ $(IAC_STAMP): requirements-iac.txt
 run: $(STAMP) ## Serve the API on 127.0.0.1:3000 (embedded PostgreSQL unless DATABASE_URL is set)
 	$(BIN)/rates dev
 
-test: lint typecheck iac-check bdd ## Run every check and test (what CI runs)
+system-packages: ## Install the Debian packages the tests drive (scripts/system-packages.txt)
+	scripts/system-packages.sh
+
+test: system-packages lint typecheck iac-check bdd ## Run every check and test (what CI runs)
 	IAC_BIN=$(CURDIR)/$(IAC)/bin $(BIN)/pytest tests
 
 iac-check: $(STAMP) $(IAC_STAMP) ## Terraform fmt, checkov, zizmor, workflow schemas, shellcheck, bandit

@@ -27,7 +27,8 @@ from rates_platform.synthetic import Shape
 
 DEFAULT_SAMPLE = Path("db/rates.sql")
 DEV_DATABASE = "rates"
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunicorn_conf"]
+# What `rates serve` runs, and what `rates dev` supervises: the production HTTP server.
+SERVE_COMMAND = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunicorn_conf"]
 
 
 def _database_url() -> str:
@@ -83,7 +84,7 @@ def dev(args: argparse.Namespace) -> int:
         counts = schema.load_sample(admin, args.sample)
         print(f"loaded sample data: {counts}", file=sys.stderr)
     Settings.from_env(env)  # fail here, with the one-line message, not in every worker
-    gunicorn = subprocess.Popen(GUNICORN, env=env)
+    gunicorn = subprocess.Popen(SERVE_COMMAND, env=env)
     # `kill` or a container stop: shut down as on Ctrl-C, database included.
     signal.signal(signal.SIGTERM, lambda *_: gunicorn.send_signal(signal.SIGTERM))
     try:
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"generated: {generate_with_progress(_database_url(), shape)}")
         elif args.command == "serve":
             Settings.from_env()
-            os.execv(sys.executable, GUNICORN)  # noqa: S606
+            os.execv(sys.executable, SERVE_COMMAND)  # noqa: S606
         else:
             return dev(args)
     except SettingsError as exc:
