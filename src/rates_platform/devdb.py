@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from psycopg.conninfo import make_conninfo
 
@@ -162,8 +162,9 @@ class EmbeddedPostgres:
             ][-2:]
             raise RuntimeError(f"{exc}\n" + "\n".join(reasons)) from None
 
-    def stop(self) -> None:
-        self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", "fast", "stop")
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop the server: ``fast`` (clean), or ``immediate`` (as a crash would, for tests)."""
+        self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop")
 
     def restart(self) -> None:
         self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", "fast", "restart")
