@@ -4,23 +4,37 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+UV := $(BIN)/uv
+# The venv holds what uv.lock pins, hash-checked (a fresh clone gets exactly the lock;
+# --inexact spares what a developer added by hand). A change to the lock, to
+# pyproject.toml or to uv's own pin re-syncs.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock requirements-uv.txt | sha1sum | cut -c1-12)
 IAC := .venv-iac
 IAC_STAMP := $(IAC)/.installed-$(shell sha1sum requirements-iac.txt | cut -c1-12)
+# uv uses the Python that made the venv, never one it would download.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help venv system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
+.PHONY: help venv lock system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(UV): requirements-uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-uv.txt
+	touch $@
+
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --quiet --locked --inexact --extra dev --python $(BIN)/python || { \
+		echo >&2 "make: installing uv.lock failed; if uv says the lockfile needs to be updated," \
+			"pyproject.toml changed: run 'make lock' and commit uv.lock"; exit 1; }
 	rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## Create the virtual environment with every dependency
+venv: $(STAMP) ## Create the virtual environment from uv.lock (hash-checked)
+
+lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml's dependencies
+	$(UV) lock
 
 $(IAC_STAMP): requirements-iac.txt
 	$(PYTHON) -m venv $(IAC)
