@@ -1,22 +1,23 @@
-"""The tamper-evident audit trail: append events, verify the hash chain, tail as JSON."""
+"""The tamper-evident audit trail: append events, verify the hash chain against its
+head and external anchors, read the head to anchor, tail as JSON."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-GENESIS = "0" * 64
+from rates_platform.dbaccess import chain
 
 
 class Event(StrEnum):
-    """The closed vocabulary of audited operations (mirrored by a CHECK constraint)."""
+    """The closed vocabulary of audited operations (mirrored by a CHECK constraint);
+    audit.event_writers binds each to the roles that may write it."""
 
     API_START = "api.start"
     API_STOP = "api.stop"
@@ -46,44 +47,35 @@ def record(
     )
 
 
-# The same text as audit.canonical(), rendered by the server from the stored row.
-_ROWS = """
-    SELECT id, prev_hash, hash,
-           concat_ws('|', id::text,
-                     to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                     actor, event_type, target, outcome, details::text)
-    FROM audit.events ORDER BY id
-"""
-
-
-@dataclass(frozen=True)
-class Verification:
-    rows: int
-    first_broken_id: int | None
-    reason: str | None
-
-    @property
-    def intact(self) -> bool:
-        return self.first_broken_id is None
-
-
-def verify(conn: psycopg.Connection[Any]) -> Verification:
-    """Recompute every hash in Python; name the first row whose chain does not hold."""
-    expected_prev, count, last_id = GENESIS, 0, 0
+def _rows(conn: psycopg.Connection[Any]) -> Iterator[chain.Row]:
     with conn.cursor(name="audit_verify") as cursor:
-        cursor.execute(_ROWS)
-        for event_id, prev_hash, stored_hash, canonical in cursor:
-            count, last_id = count + 1, event_id
-            if prev_hash != expected_prev:
-                return Verification(count, event_id, "does not follow the previous row")
-            digest = hashlib.sha256(f"{prev_hash}|{canonical}".encode()).hexdigest()
-            if digest != stored_hash:
-                return Verification(count, event_id, "content does not match its hash")
-            expected_prev = stored_hash
-    head = conn.execute("SELECT last_id, last_hash FROM audit.chain_head").fetchone()
-    if head != (last_id, expected_prev):
-        return Verification(count, last_id, "rows after this one were removed")
-    return Verification(count, None, None)
+        cursor.execute(
+            "SELECT id, at, actor, event_type, target, outcome, details::text, prev_hash, hash "
+            "FROM audit.events ORDER BY id"
+        )
+        for row in cursor:
+            yield chain.Row(*row)
+
+
+def head(conn: psycopg.Connection[Any]) -> chain.Anchor:
+    """The chain head and the number of events (one statement: one snapshot), to anchor."""
+    last_id, last_hash, rows = conn.execute(
+        "SELECT last_id, last_hash, (SELECT count(*) FROM audit.events) FROM audit.chain_head"
+    ).fetchone() or (0, chain.GENESIS, 0)
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return chain.Anchor(id=last_id, hash=last_hash, rows=rows, at=at)
+
+
+def verify(
+    conn: psycopg.Connection[Any], anchors: Sequence[chain.Anchor] = ()
+) -> chain.Verification:
+    """Recompute every hash in Python (from the stored fields, not with the SQL
+    function) and check the chain against its head and every anchor, in one snapshot."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        last = conn.execute("SELECT last_id, last_hash FROM audit.chain_head").fetchone()
+        formats = conn.execute("SELECT version, first_id FROM audit.hash_formats").fetchall()
+        return chain.verify(_rows(conn), last or (0, chain.GENESIS), formats, anchors)
 
 
 def tail(conn: psycopg.Connection[Any], after_id: int = 0) -> Iterator[str]:
