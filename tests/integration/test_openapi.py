@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
@@ -44,3 +46,44 @@ def test_responses_match_their_schemas(client: FlaskClient) -> None:
     jsonschema.validate(problem.json, schema_for("Problem"))
     for status_path in ("/healthz", "/readyz"):
         jsonschema.validate(client.get(status_path).json, schema_for("Status"))
+
+
+def test_docs_page_runs_only_local_files_under_a_strict_policy(client: FlaskClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in page.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["default-src"] == "'self'"
+    assert "unsafe" not in page.headers["Content-Security-Policy"]
+    html = page.get_data(as_text=True)
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.DOTALL)
+    assert scripts, html
+    assert all(' src="docs/' in attributes and body == "" for attributes, body in scripts)
+    assert "://" not in html  # nothing from another host
+
+
+@pytest.mark.parametrize(
+    ("path", "mimetype", "marker"),
+    [
+        ("/docs/init.js", "text/javascript", b"SwaggerUIBundle("),
+        ("/docs/swagger-ui-bundle.js", "text/javascript", b"SwaggerUIBundle"),
+        ("/docs/swagger-ui.css", "text/css", b".swagger-ui"),
+        ("/docs/favicon-32x32.png", "image/png", b"\x89PNG"),
+    ],
+)
+def test_docs_assets_are_served_with_their_types(
+    client: FlaskClient, path: str, mimetype: str, marker: bytes
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == mimetype
+    assert marker in response.data
+
+
+def test_docs_serve_swagger_ui_5_which_reads_openapi_3_1(client: FlaskClient) -> None:
+    """Swagger UI 4 answers a 3.1 document with "Unable to render this definition"."""
+    assert b"isOAS31" in client.get("/docs/swagger-ui-bundle.js").data
+    assert client.get("/docs/swagger-ui.js").status_code == 404  # only what the page loads

@@ -7,7 +7,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import swagger_ui_bundle
 from flask import Blueprint, Response, current_app, send_from_directory
 
 from rates_platform.db import Database
@@ -16,14 +15,25 @@ from rates_platform.http.problems import RETRY_AFTER_SECONDS, problem
 
 bp = Blueprint("ops", __name__)
 
+# Swagger UI 5 (it reads OpenAPI 3.1), from the flask-swagger-ui wheel's dist files.
+_SWAGGER_UI_DIST = str(resources.files("flask_swagger_ui").joinpath("dist"))
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rates API</title>
+<link rel="icon" type="image/png" href="docs/favicon-32x32.png">
 <link rel="stylesheet" href="docs/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="docs/swagger-ui-bundle.js"></script>
 <script src="docs/init.js"></script></body></html>
 """
-_DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});\n'
+_DOCS_INIT = """window.ui = SwaggerUIBundle({
+  url: "openapi.json", dom_id: "#swagger-ui", validatorUrl: null, deepLinking: true,
+});
+"""
+# No inline script or style may run; Swagger UI's CSS draws its icons as data: images.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 
 @cache
@@ -71,7 +81,7 @@ def openapi() -> dict[str, Any]:
 
 @bp.get("/docs")
 def docs() -> Response:
-    return Response(_DOCS_PAGE, mimetype="text/html")
+    return Response(_DOCS_PAGE, mimetype="text/html", headers={"Content-Security-Policy": DOCS_CSP})
 
 
 @bp.get("/docs/init.js")
@@ -79,6 +89,6 @@ def docs_init() -> Response:
     return Response(_DOCS_INIT, mimetype="text/javascript")
 
 
-@bp.get("/docs/<any('swagger-ui.css', 'swagger-ui-bundle.js'):asset>")
+@bp.get("/docs/<any('swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png'):asset>")
 def docs_asset(asset: str) -> Response:
-    return send_from_directory(swagger_ui_bundle.swagger_ui_path, asset)
+    return send_from_directory(_SWAGGER_UI_DIST, asset)
