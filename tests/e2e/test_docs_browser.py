@@ -57,7 +57,7 @@ def browser(tmp_path: Path) -> Iterator[Chrome]:
         driver.quit()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(sample_db: PreparedDatabase) -> Iterator[ApiServer]:
     server = ApiServer(sample_db.app)
     try:
