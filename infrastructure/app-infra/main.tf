@@ -13,7 +13,11 @@ module "network" {
   resource_group_name = var.resource_group_name
   location            = var.location
   address_space       = var.address_space
-  tags                = local.tags
+  apps_private_domain = var.public_ingress ? null : {
+    domain    = module.apps.environment_default_domain
+    static_ip = module.apps.environment_static_ip
+  }
+  tags = local.tags
 }
 
 module "postgres" {
@@ -28,8 +32,8 @@ module "postgres" {
   zone_redundant_ha          = var.zone_redundant_ha
   subnet_id                  = module.network.postgres_subnet_id
   private_dns_zone_id        = module.network.postgres_dns_zone_id
-  entra_admin_object_id      = var.pipeline_principal_object_id
-  entra_admin_name           = var.pipeline_principal_name
+  operators_group            = { object_id = var.postgres_operators_group_object_id, name = var.postgres_operators_group_name }
+  jobs_identity              = { object_id = module.apps.migration_principal_id, name = module.apps.migration_identity_name }
   log_analytics_workspace_id = module.monitoring.workspace_id
   tags                       = local.tags
 }
@@ -41,11 +45,16 @@ module "key_vault" {
   location                   = var.location
   private_endpoint_subnet_id = module.network.private_endpoints_subnet_id
   private_dns_zone_id        = module.network.key_vault_dns_zone_id
-  reader_principal_ids = {
-    api       = module.apps.api_principal_id
-    migration = module.apps.migration_principal_id
-  }
-  writer_principal_ids       = { rotation = module.apps.rotation_principal_id }
+  # The API reads only its own login; nothing that serves traffic can read the rotator's.
+  # The rotation job rotates rates-db-app with its own login; the admin jobs' identity
+  # (access bootstrap) writes both. No administrator credential is stored at all.
+  vault_grants = [
+    { secret = "rates-db-app", principal = "api", principal_id = module.apps.api_principal_id, role = "Key Vault Secrets User" },
+    { secret = "rates-db-app", principal = "rotation", principal_id = module.apps.rotation_principal_id, role = "Key Vault Secrets Officer" },
+    { secret = "rates-db-app", principal = "migration", principal_id = module.apps.migration_principal_id, role = "Key Vault Secrets Officer" },
+    { secret = "rates-db-rotator", principal = "rotation", principal_id = module.apps.rotation_principal_id, role = "Key Vault Secrets User" },
+    { secret = "rates-db-rotator", principal = "migration", principal_id = module.apps.migration_principal_id, role = "Key Vault Secrets Officer" },
+  ]
   log_analytics_workspace_id = module.monitoring.workspace_id
   tags                       = local.tags
 }
@@ -66,6 +75,20 @@ module "apps" {
   database_host              = module.postgres.fqdn
   key_vault_uri              = module.key_vault.vault_uri
   rotation_period_days       = var.rotation_period_days
+  sample_data                = var.sample_data
   log_analytics_workspace_id = module.monitoring.workspace_id
+  tags                       = local.tags
+}
+
+module "alerts" {
+  source                     = "../modules/alerts"
+  name                       = local.name
+  resource_group_name        = var.resource_group_name
+  location                   = var.location
+  log_analytics_workspace_id = module.monitoring.workspace_id
+  api_id                     = module.apps.api_id
+  api_name                   = module.apps.api_name
+  rotation_job_name          = module.apps.rotation_job_name
+  alert_email                = var.alert_email
   tags                       = local.tags
 }

@@ -28,8 +28,12 @@ output "postgres_fqdn" {
   value       = module.postgres.fqdn
 }
 
-output "postgres_administrator_password" {
-  description = "Break-glass administrator password (sensitive; never printed by the pipelines)."
-  value       = module.postgres.administrator_password
-  sensitive   = true
+output "access_job_name" {
+  description = "Job running `dbaccess bootstrap`, started by each deploy after the migrations."
+  value       = module.apps.access_job_name
+}
+
+output "sample_job_name" {
+  description = "Job loading the sample data into an empty database (dev and pre; empty in prod)."
+  value       = module.apps.sample_job_name
 }

@@ -1,13 +1,14 @@
 terraform {
-  required_version = ">= 1.9.0, < 2.0.0"
+  # 1.11: ephemeral values and write-only arguments (PostgreSQL's administrator password).
+  required_version = ">= 1.11.0, < 2.0.0"
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"
-      version = "4.14.0"
+      version = "4.39.0"
     }
     random = {
       source  = "hashicorp/random"
-      version = "3.6.3"
+      version = "3.7.2"
     }
   }
   # Partial configuration: `terraform init -backend-config=backends/<env>.tfbackend`.
@@ -21,4 +22,7 @@ provider "azurerm" {
     }
   }
   storage_use_azuread = true
+  # The bootstrap stack registered the resource providers; the read-only plan identity
+  # could not.
+  resource_provider_registrations = "none"
 }

@@ -85,17 +85,27 @@ variable "registry_id" {
 }
 
 variable "image" {
-  description = "Image of the first revision; the deploy pipeline sets later ones by digest."
+  description = "Image (by digest) of the first revision and jobs: the pipeline passes the image it deploys; later deploys set it through the deploy identity."
   type        = string
 }
 
-variable "pipeline_principal_object_id" {
-  description = "Object id of the infra pipeline identity, made Entra ID administrator of PostgreSQL."
+variable "postgres_operators_group_object_id" {
+  description = "Object id of the Entra ID group whose members administer PostgreSQL (break glass, runbooks)."
   type        = string
 }
 
-variable "pipeline_principal_name" {
-  description = "Name of that identity."
+variable "postgres_operators_group_name" {
+  description = "Display name of that group: the PostgreSQL role its members log in as."
+  type        = string
+}
+
+variable "sample_data" {
+  description = "Load the sample data set into an empty database on each deploy (dev and pre; never prod)."
+  type        = bool
+}
+
+variable "alert_email" {
+  description = "Address every Azure Monitor alert of the environment is mailed to."
   type        = string
 }
 

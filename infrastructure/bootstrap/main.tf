@@ -50,45 +50,47 @@ resource "azurerm_storage_account" "state" {
 
 resource "azurerm_storage_container" "state" {
   #checkov:skip=CKV2_AZURE_21:Blob read/write/delete logs go to Log Analytics through the diagnostic setting below.
-  for_each              = var.environments
+  for_each              = local.environments
   name                  = "tfstate-${each.key}"
   storage_account_id    = azurerm_storage_account.state.id
   container_access_type = "private"
 }
 
 resource "azurerm_user_assigned_identity" "github" {
-  for_each            = local.identities
-  name                = each.value
+  for_each            = local.github_identities
+  name                = "id-${var.name_prefix}-${each.key}"
   resource_group_name = azurerm_resource_group.state.name
   location            = azurerm_resource_group.state.location
-  tags                = local.tags
+  tags                = merge(local.tags, { environment = each.value.environment })
 }
 
-# GitHub OIDC: a workflow job in the named environment may act as the identity;
+# GitHub OIDC: a workflow job in the named GitHub environment may act as the identity;
 # nothing stored in GitHub can be replayed elsewhere.
 resource "azurerm_federated_identity_credential" "github" {
   for_each            = local.federations
-  name                = "github-${each.key}"
+  name                = "github-${each.value.github_environment}"
   resource_group_name = azurerm_resource_group.state.name
   parent_id           = azurerm_user_assigned_identity.github[each.value.identity].id
   audience            = ["api://AzureADTokenExchange"]
   issuer              = "https://token.actions.githubusercontent.com"
-  subject             = "repo:${var.github_repository}:environment:${each.value.environment}"
+  subject             = "repo:${var.github_repository}:environment:${each.value.github_environment}"
 }
 
-# Least privilege: infra may write its own state; deploy may only read it (outputs).
+# State: each environment's infra identity writes its own container (and only it); the
+# plan identity reads it. Deploy and build identities never see state. State holds no
+# password: PostgreSQL's administrator password is write-only (see modules/postgres).
 resource "azurerm_role_assignment" "infra_state" {
-  for_each             = var.environments
+  for_each             = local.by_role.infra
   scope                = azurerm_storage_container.state[each.key].resource_manager_id
   role_definition_name = "Storage Blob Data Contributor"
-  principal_id         = azurerm_user_assigned_identity.github["infra"].principal_id
+  principal_id         = azurerm_user_assigned_identity.github[each.value].principal_id
 }
 
-resource "azurerm_role_assignment" "deploy_state" {
-  for_each             = var.environments
+resource "azurerm_role_assignment" "plan_state" {
+  for_each             = local.by_role.plan
   scope                = azurerm_storage_container.state[each.key].resource_manager_id
   role_definition_name = "Storage Blob Data Reader"
-  principal_id         = azurerm_user_assigned_identity.github["deploy"].principal_id
+  principal_id         = azurerm_user_assigned_identity.github[each.value].principal_id
 }
 
 resource "azurerm_role_assignment" "state_readers" {
@@ -100,31 +102,81 @@ resource "azurerm_role_assignment" "state_readers" {
 
 # One resource group per environment: app-infra fills it; the identities' rights end at it.
 resource "azurerm_resource_group" "environment" {
-  for_each = var.environments
+  for_each = local.environments
   name     = "rg-${var.name_prefix}-${each.key}"
   location = var.location
   tags     = merge(local.tags, { environment = each.key })
 }
 
 resource "azurerm_role_assignment" "infra_contributor" {
-  for_each             = var.environments
+  for_each             = local.by_role.infra
   scope                = azurerm_resource_group.environment[each.key].id
   role_definition_name = "Contributor"
-  principal_id         = azurerm_user_assigned_identity.github["infra"].principal_id
+  principal_id         = azurerm_user_assigned_identity.github[each.value].principal_id
 }
 
-# app-infra grants its workload identities Key Vault and registry roles; only those.
+# app-infra grants its workload identities Key Vault roles on single secrets: only
+# Key Vault Secrets User (4633458b...) and Key Vault Secrets Officer (b86a8fe4...).
 resource "azurerm_role_assignment" "infra_rbac" {
-  for_each             = var.environments
+  for_each             = local.by_role.infra
   scope                = azurerm_resource_group.environment[each.key].id
   role_definition_name = "Role Based Access Control Administrator"
-  principal_id         = azurerm_user_assigned_identity.github["infra"].principal_id
+  principal_id         = azurerm_user_assigned_identity.github[each.value].principal_id
   condition_version    = "2.0"
   condition            = <<-EOT
     ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
      (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals
-      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7, 7f951dda-4ed3-4680-a7ca-43fe172d538d}))
+      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7}))
   EOT
+}
+
+# The registry lives in the bootstrap group, which no infra identity can otherwise touch:
+# each may grant AcrPull (7f951dda...) there, to service principals (its workload
+# identities), and nothing else. Pulling an image is all such a grant allows, and the
+# images are the same in every environment; the workload identities stay with the app
+# stack that uses them.
+resource "azurerm_role_assignment" "infra_acr_pull_grants" {
+  for_each             = local.by_role.infra
+  scope                = azurerm_container_registry.images.id
+  role_definition_name = "Role Based Access Control Administrator"
+  principal_id         = azurerm_user_assigned_identity.github[each.value].principal_id
+  condition_version    = "2.0"
+  condition            = <<-EOT
+    ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
+     (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals
+      {7f951dda-4ed3-4680-a7ca-43fe172d538d}
+      AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase
+      {'ServicePrincipal'}))
+    AND
+    ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR
+     (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals
+      {7f951dda-4ed3-4680-a7ca-43fe172d538d}))
+  EOT
+}
+
+# Read-only plans (pull requests, nightly drift): every read, plus listing the secrets
+# of container apps and jobs, which the provider reads on refresh (they hold none: the
+# workloads read Key Vault at run time).
+resource "azurerm_role_definition" "plan_reader" {
+  name        = "${var.name_prefix}-plan-reader"
+  scope       = "/subscriptions/${data.azurerm_client_config.current.subscription_id}"
+  description = "Read everything of a rates platform environment for terraform plan; change nothing."
+  permissions {
+    actions = [
+      "*/read",
+      "Microsoft.App/containerApps/listSecrets/action",
+      "Microsoft.App/jobs/listSecrets/action",
+    ]
+    not_actions = []
+  }
+  assignable_scopes = [for rg in azurerm_resource_group.environment : rg.id]
+}
+
+resource "azurerm_role_assignment" "plan_reader" {
+  for_each           = local.by_role.plan
+  scope              = azurerm_resource_group.environment[each.key].id
+  role_definition_id = azurerm_role_definition.plan_reader.role_definition_resource_id
+  principal_id       = azurerm_user_assigned_identity.github[each.value].principal_id
 }
 
 # Deploying the application changes a container app's image and starts jobs: nothing else.
@@ -152,10 +204,10 @@ resource "azurerm_role_definition" "app_deployer" {
 }
 
 resource "azurerm_role_assignment" "deploy_apps" {
-  for_each           = var.environments
+  for_each           = local.by_role.deploy
   scope              = azurerm_resource_group.environment[each.key].id
   role_definition_id = azurerm_role_definition.app_deployer.role_definition_resource_id
-  principal_id       = azurerm_user_assigned_identity.github["deploy"].principal_id
+  principal_id       = azurerm_user_assigned_identity.github[each.value].principal_id
 }
 
 # Images are built once and promoted unchanged from dev to prod: one registry.
@@ -177,10 +229,18 @@ resource "azurerm_container_registry" "images" {
   tags                          = local.tags
 }
 
-resource "azurerm_role_assignment" "deploy_push" {
+# The build job (GitHub environment `build`) pushes the image once; deploys promote it
+# by digest. It also reads which image prod runs, for the nightly scan.
+resource "azurerm_role_assignment" "build_push" {
   scope                = azurerm_container_registry.images.id
   role_definition_name = "AcrPush"
-  principal_id         = azurerm_user_assigned_identity.github["deploy"].principal_id
+  principal_id         = azurerm_user_assigned_identity.github["build"].principal_id
+}
+
+resource "azurerm_role_assignment" "build_reads_prod_apps" {
+  scope                = azurerm_resource_group.environment["prod"].id
+  role_definition_name = "Reader"
+  principal_id         = azurerm_user_assigned_identity.github["build"].principal_id
 }
 
 # Who read or wrote state, and when: blob service logs to Log Analytics.

@@ -8,14 +8,16 @@ output "state_resource_group" {
   value       = azurerm_resource_group.state.name
 }
 
-output "github_client_ids" {
-  description = "Client ids of the deploy identities, for the AZURE_CLIENT_ID variables of GitHub environments."
-  value       = { for k, v in azurerm_user_assigned_identity.github : k => v.client_id }
-}
-
-output "github_principal_ids" {
-  description = "Principal ids of the deploy identities, for role assignments made by app-infra."
-  value       = { for k, v in azurerm_user_assigned_identity.github : k => v.principal_id }
+output "github_environment_variables" {
+  description = "Per GitHub environment, the variables to set on it: the client id of each identity federated to it."
+  value = {
+    for github_environment in distinct(flatten([for i in local.github_identities : i.github_environments])) :
+    github_environment => {
+      for key, identity in local.github_identities :
+      identity.client_id_variable => azurerm_user_assigned_identity.github[key].client_id
+      if contains(identity.github_environments, github_environment)
+    }
+  }
 }
 
 output "tenant_id" {
@@ -29,7 +31,7 @@ output "registry_login_server" {
 }
 
 output "registry_id" {
-  description = "Resource id of the image registry, for AcrPull grants in app-infra."
+  description = "Resource id of the image registry (REGISTRY_ID variable), for AcrPull grants in app-infra."
   value       = azurerm_container_registry.images.id
 }
 

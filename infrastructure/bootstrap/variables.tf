@@ -19,12 +19,6 @@ variable "github_repository" {
   type        = string
 }
 
-variable "environments" {
-  description = "Deployment environments; each gets a state container and federated credentials."
-  type        = set(string)
-  default     = ["dev", "pre", "prod"]
-}
-
 variable "state_reader_principal_ids" {
   description = "Object ids (people, groups) that may read state for troubleshooting."
   type        = set(string)

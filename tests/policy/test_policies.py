@@ -87,7 +87,7 @@ BREACHES = [
     ),
     (
         "app-infra/terraform.tf",
-        'version = "4.14.0"',
+        'version = "4.39.0"',
         'version = ">= 4.0"',
         policy.check_providers_pinned,
         "azurerm not pinned",

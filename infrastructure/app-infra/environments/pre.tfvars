@@ -11,3 +11,4 @@ geo_redundant_backup  = false
 zone_redundant_ha     = false
 log_retention_days    = 30
 rotation_period_days  = 30
+sample_data           = true

@@ -11,3 +11,4 @@ geo_redundant_backup  = true
 zone_redundant_ha     = true
 log_retention_days    = 365
 rotation_period_days  = 30
+sample_data           = false

@@ -6,6 +6,10 @@ resource "azurerm_container_app_environment" "this" {
   infrastructure_subnet_id       = var.subnet_id
   internal_load_balancer_enabled = !var.public_ingress # dev and pre: reachable from the VNet only
   zone_redundancy_enabled        = var.zone_redundant
+  # Set explicitly: left unset with infrastructure_subnet_id, azurerm 4.x reads back the
+  # name Azure generated and plans to replace the environment on every plan
+  # (hashicorp/terraform-provider-azurerm#28727, #27481). Azure creates this group.
+  infrastructure_resource_group_name = "ME_cae-${var.name}"
 
   workload_profile {
     name                  = "Consumption"
@@ -15,6 +19,10 @@ resource "azurerm_container_app_environment" "this" {
   tags = var.tags
 }
 
+# api serves traffic; rotation runs `dbaccess rotate`; migration is an Entra ID
+# administrator of PostgreSQL and runs the admin jobs (migrate, access bootstrap, sample
+# load): one identity, because PostgreSQL 16 gives ADMIN OPTION on the roles the
+# migrations create to their creator, and the access bootstrap alters those roles.
 resource "azurerm_user_assigned_identity" "workload" {
   for_each            = toset(["api", "rotation", "migration"])
   name                = "id-${var.name}-${each.key}"
@@ -31,13 +39,33 @@ resource "azurerm_role_assignment" "pull" {
 }
 
 locals {
+  # TLS verified against Debian's CA bundle in the image: the psycopg[binary] wheel's own
+  # OpenSSL does not look where Debian keeps CAs, so `sslrootcert=system` alone fails;
+  # SSL_CERT_FILE points it (and Python's ssl) at the bundle.
+  ca_bundle    = "/etc/ssl/certs/ca-certificates.crt"
+  database_url = "host=${var.database_host} dbname=rates sslmode=verify-full sslrootcert=${local.ca_bundle}"
   # No password anywhere in the app's configuration: the rotated login is read from
   # Key Vault at run time (DB_SECRET_STORE), with the app's managed identity.
-  database_url = "host=${var.database_host} dbname=rates sslmode=verify-full sslrootcert=system"
   common_env = {
     DATABASE_URL    = local.database_url
+    SSL_CERT_FILE   = local.ca_bundle
     DB_SECRET_STORE = "keyvault:${var.key_vault_uri}"
     DB_SECRET_NAME  = "rates-db-app"
+  }
+  # The admin jobs log in as the migration identity, an Entra ID administrator of the
+  # server: libpq takes PGPASSWORD, here an Entra access token of the job's managed
+  # identity (valid about an hour: longer than any job's timeout). No administrator
+  # password exists anywhere.
+  entra_login = <<-EOT
+    PGPASSWORD="$(python -c 'import os; from azure.identity import ManagedIdentityCredential; print(ManagedIdentityCredential(client_id=os.environ["AZURE_CLIENT_ID"]).get_token("https://ossrdbms-aad.database.windows.net/.default").token)')" || exit 1
+    export PGPASSWORD
+  EOT
+  admin_env = {
+    DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["migration"].name}"
+  }
+  rotation_env = {
+    ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
+    ROTATION_GRACE_SECONDS = "3600"
   }
 }
 
@@ -118,30 +146,49 @@ resource "azurerm_container_app" "api" {
 }
 
 locals {
-  # The two jobs differ only in trigger, size and command: `rates migrate` started by
-  # each deploy, and the credential rotation, daily, rotating only when due.
-  jobs = {
+  # The jobs differ only in trigger, size, identity and command. Started by each deploy,
+  # in this order: `rates migrate`, `dbaccess bootstrap` (the rotator's login, the API's
+  # first credential; a no-op once both work), and in dev and pre the sample data
+  # (`--if-empty`). Daily: the credential rotation, rotating only when due.
+  all_jobs = {
     rotation = {
       name     = "rotate"
+      identity = "rotation"
       schedule = "17 3 * * *"
       timeout  = 600
       retries  = 1
       command  = ["dbaccess", "rotate", "--if-due"]
-      env = {
-        DBACCESS_LOGIN         = "rates-db-rotator"
-        ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
-        ROTATION_GRACE_SECONDS = "3600"
-      }
+      env      = merge(local.rotation_env, { DBACCESS_LOGIN = "rates-db-rotator" })
     }
     migration = {
       name     = "migrate"
+      identity = "migration"
       schedule = null
       timeout  = 1800
       retries  = 0
-      command  = ["rates", "migrate"]
-      env      = { DBACCESS_LOGIN = "rates-db-migrator" }
+      command  = ["/bin/sh", "-c", "${local.entra_login}exec rates migrate"]
+      env      = local.admin_env
+    }
+    access = {
+      name     = "access"
+      identity = "migration"
+      schedule = null
+      timeout  = 600
+      retries  = 0
+      command  = ["/bin/sh", "-c", "${local.entra_login}exec dbaccess bootstrap"]
+      env      = merge(local.admin_env, local.rotation_env)
+    }
+    sample = {
+      name     = "sample"
+      identity = "migration"
+      schedule = null
+      timeout  = 1800
+      retries  = 0
+      command  = ["/bin/sh", "-c", "${local.entra_login}exec rates load-sample --if-empty"]
+      env      = local.admin_env
     }
   }
+  jobs = { for key, job in local.all_jobs : key => job if key != "sample" || var.sample_data }
 }
 
 resource "azurerm_container_app_job" "this" {
@@ -173,12 +220,12 @@ resource "azurerm_container_app_job" "this" {
 
   identity {
     type         = "UserAssigned"
-    identity_ids = [azurerm_user_assigned_identity.workload[each.key].id]
+    identity_ids = [azurerm_user_assigned_identity.workload[each.value.identity].id]
   }
 
   registry {
     server   = var.registry_server
-    identity = azurerm_user_assigned_identity.workload[each.key].id
+    identity = azurerm_user_assigned_identity.workload[each.value.identity].id
   }
 
   template {
@@ -191,7 +238,7 @@ resource "azurerm_container_app_job" "this" {
 
       dynamic "env" {
         for_each = merge(local.common_env, each.value.env, {
-          AZURE_CLIENT_ID = azurerm_user_assigned_identity.workload[each.key].client_id
+          AZURE_CLIENT_ID = azurerm_user_assigned_identity.workload[each.value.identity].client_id
         })
         content {
           name  = env.key

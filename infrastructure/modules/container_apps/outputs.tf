@@ -4,12 +4,12 @@ output "api_fqdn" {
 }
 
 output "api_principal_id" {
-  description = "Principal of the API's identity (Key Vault Secrets User)."
+  description = "Principal of the API's identity (reads rates-db-app only)."
   value       = azurerm_user_assigned_identity.workload["api"].principal_id
 }
 
 output "rotation_principal_id" {
-  description = "Principal of the rotation job's identity (Key Vault Secrets Officer)."
+  description = "Principal of the rotation job's identity."
   value       = azurerm_user_assigned_identity.workload["rotation"].principal_id
 }
 
@@ -24,11 +24,41 @@ output "rotation_job_name" {
 }
 
 output "migration_principal_id" {
-  description = "Principal of the migration job's identity (Key Vault Secrets User)."
+  description = "Principal of the admin jobs' identity (migrate, access bootstrap, sample load): an Entra ID administrator of PostgreSQL."
   value       = azurerm_user_assigned_identity.workload["migration"].principal_id
 }
 
 output "migration_job_name" {
   description = "Name of the migration job the deploy pipeline starts."
   value       = azurerm_container_app_job.this["migration"].name
+}
+
+output "migration_identity_name" {
+  description = "Name of the admin jobs' identity: its PostgreSQL role name as an Entra ID administrator."
+  value       = azurerm_user_assigned_identity.workload["migration"].name
+}
+
+output "access_job_name" {
+  description = "Name of the job running `dbaccess bootstrap`, started by each deploy after the migrations."
+  value       = azurerm_container_app_job.this["access"].name
+}
+
+output "sample_job_name" {
+  description = "Name of the job loading the sample data if the database has none (dev and pre; empty in prod)."
+  value       = var.sample_data ? azurerm_container_app_job.this["sample"].name : ""
+}
+
+output "environment_default_domain" {
+  description = "Default domain of the Container Apps environment (a private DNS zone in dev and pre)."
+  value       = azurerm_container_app_environment.this.default_domain
+}
+
+output "environment_static_ip" {
+  description = "Static IP of the environment's load balancer (internal in dev and pre)."
+  value       = azurerm_container_app_environment.this.static_ip_address
+}
+
+output "api_id" {
+  description = "Resource id of the API container app (metric alerts)."
+  value       = azurerm_container_app.api.id
 }

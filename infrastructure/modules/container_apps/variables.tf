@@ -77,3 +77,8 @@ variable "tags" {
   description = "Tags of every resource."
   type        = map(string)
 }
+
+variable "sample_data" {
+  description = "Add the job loading the sample data set when the database has no prices (dev and pre)."
+  type        = bool
+}

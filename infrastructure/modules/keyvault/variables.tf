@@ -23,14 +23,18 @@ variable "private_dns_zone_id" {
   type        = string
 }
 
-variable "reader_principal_ids" {
-  description = "Principals that may read secrets (the API's identity)."
-  type        = map(string)
-}
-
-variable "writer_principal_ids" {
-  description = "Principals that may write secrets (the rotation job's identity)."
-  type        = map(string)
+variable "vault_grants" {
+  description = "Key Vault role grants on single secrets: secret name, principal key (for the address), principal id, role (Key Vault Secrets User or Officer)."
+  type = list(object({
+    secret       = string
+    principal    = string
+    principal_id = string
+    role         = string
+  }))
+  validation {
+    condition     = alltrue([for grant in var.vault_grants : contains(["Key Vault Secrets User", "Key Vault Secrets Officer"], grant.role)])
+    error_message = "Only Key Vault Secrets User or Key Vault Secrets Officer may be granted."
+  }
 }
 
 variable "log_analytics_workspace_id" {

@@ -14,11 +14,17 @@ output "private_endpoints_subnet_id" {
 }
 
 output "postgres_dns_zone_id" {
-  description = "Private DNS zone of PostgreSQL Flexible Server."
+  description = "Private DNS zone of PostgreSQL Flexible Server, once linked to the VNet (the server's creation fails without the link)."
   value       = azurerm_private_dns_zone.zones["privatelink.postgres.database.azure.com"].id
+  depends_on  = [azurerm_private_dns_zone_virtual_network_link.zones]
 }
 
 output "key_vault_dns_zone_id" {
   description = "Private DNS zone of Key Vault private endpoints."
   value       = azurerm_private_dns_zone.zones["privatelink.vaultcore.azure.net"].id
+}
+
+output "runners_subnet_id" {
+  description = "Subnet of the self-hosted runners and the runbook host."
+  value       = azurerm_subnet.runners.id
 }

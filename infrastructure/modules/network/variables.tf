@@ -22,3 +22,12 @@ variable "tags" {
   description = "Tags of every resource."
   type        = map(string)
 }
+
+variable "apps_private_domain" {
+  description = "The internal Container Apps environment's default domain and static IP, resolved privately in the VNet; null when the environment is public."
+  type = object({
+    domain    = string
+    static_ip = string
+  })
+  default = null
+}

@@ -1,6 +1,11 @@
 data "azurerm_client_config" "current" {}
 
-resource "random_password" "administrator" {
+# The password administrator exists because password authentication must stay on (the
+# API's rotated slots and the rotator log in with passwords), but nobody knows its
+# password: generated ephemerally and sent write-only, it is in no state, plan or output.
+# People and the admin jobs administer through Entra ID; break glass is an
+# `az postgres flexible-server update --admin-password` by an Owner.
+ephemeral "random_password" "administrator" {
   length  = 40
   special = false
 }
@@ -22,10 +27,11 @@ resource "azurerm_postgresql_flexible_server" "this" {
   backup_retention_days         = var.backup_retention_days
   geo_redundant_backup_enabled  = var.geo_redundant_backup
 
-  # Entra ID for people and pipelines; passwords only for the rotated login slots
-  # (and a break-glass administrator whose password exists only in Terraform state).
-  administrator_login    = "rates_admin"
-  administrator_password = random_password.administrator.result
+  # Entra ID for people and the admin jobs; passwords only for the rotated login slots
+  # and the rotator.
+  administrator_login               = "rates_admin"
+  administrator_password_wo         = ephemeral.random_password.administrator.result
+  administrator_password_wo_version = 1
   authentication {
     active_directory_auth_enabled = true
     password_auth_enabled         = true
@@ -80,13 +86,26 @@ resource "azurerm_postgresql_flexible_server_database" "rates" {
   collation = "en_US.utf8"
 }
 
-resource "azurerm_postgresql_flexible_server_active_directory_administrator" "pipeline" {
+# Entra ID administrators: the operators' group (break glass, runbooks) and the managed
+# identity of the admin jobs. No pipeline identity administers the database. One after
+# the other: the server accepts one administrator change at a time.
+resource "azurerm_postgresql_flexible_server_active_directory_administrator" "operators" {
   server_name         = azurerm_postgresql_flexible_server.this.name
   resource_group_name = var.resource_group_name
   tenant_id           = data.azurerm_client_config.current.tenant_id
-  object_id           = var.entra_admin_object_id
-  principal_name      = var.entra_admin_name
+  object_id           = var.operators_group.object_id
+  principal_name      = var.operators_group.name
+  principal_type      = "Group"
+}
+
+resource "azurerm_postgresql_flexible_server_active_directory_administrator" "jobs" {
+  server_name         = azurerm_postgresql_flexible_server.this.name
+  resource_group_name = var.resource_group_name
+  tenant_id           = data.azurerm_client_config.current.tenant_id
+  object_id           = var.jobs_identity.object_id
+  principal_name      = var.jobs_identity.name
   principal_type      = "ServicePrincipal"
+  depends_on          = [azurerm_postgresql_flexible_server_active_directory_administrator.operators]
 }
 
 resource "azurerm_monitor_diagnostic_setting" "this" {

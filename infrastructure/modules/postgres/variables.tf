@@ -52,14 +52,20 @@ variable "private_dns_zone_id" {
   type        = string
 }
 
-variable "entra_admin_object_id" {
-  description = "Object id of the Entra ID principal administering the server (the infra pipeline identity)."
-  type        = string
+variable "operators_group" {
+  description = "Entra ID group of the people who administer the server (object id, and display name: their PostgreSQL role)."
+  type = object({
+    object_id = string
+    name      = string
+  })
 }
 
-variable "entra_admin_name" {
-  description = "Display name of that principal."
-  type        = string
+variable "jobs_identity" {
+  description = "Managed identity of the admin jobs (principal id, and name: its PostgreSQL role), an Entra ID administrator."
+  type = object({
+    object_id = string
+    name      = string
+  })
 }
 
 variable "log_analytics_workspace_id" {
