@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from rates_platform.dbaccess import chain
@@ -29,6 +30,19 @@ class Event(StrEnum):
     ROTATION_RETIRE = "rotation.retire"
     ROTATION_FAIL = "rotation.fail"
     ROLE_CHANGE = "role.change"
+    # Access requests (migration 0009): written only by rates_access' functions.
+    USER_ADD = "user.add"
+    USER_REMOVE = "user.remove"
+    POLICY_CHANGE = "policy.change"
+    ACCESS_REQUEST = "access.request"
+    ACCESS_APPROVE = "access.approve"
+    ACCESS_DENY = "access.deny"
+    ACCESS_GRANT = "access.grant"
+    ACCESS_EXPIRE = "access.expire"
+    ACCESS_REVOKE = "access.revoke"
+    ACCESS_EMERGENCY = "access.emergency"
+    ACCESS_REVIEW = "access.review"
+    ACCESS_DRIFT = "access.drift"
 
 
 def record(
@@ -71,8 +85,10 @@ def verify(
 ) -> chain.Verification:
     """Recompute every hash in Python (from the stored fields, not with the SQL
     function) and check the chain against its head and every anchor, in one snapshot."""
+    fresh = conn.info.transaction_status == TransactionStatus.IDLE
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if fresh:  # else the caller's transaction decides what it sees
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         last = conn.execute("SELECT last_id, last_hash FROM audit.chain_head").fetchone()
         formats = conn.execute("SELECT version, first_id FROM audit.hash_formats").fetchall()
         return chain.verify(_rows(conn), last or (0, chain.GENESIS), formats, anchors)

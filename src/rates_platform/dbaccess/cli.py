@@ -8,6 +8,7 @@ Configuration (environment):
   ROTATION_PERIOD_DAYS      default 30
   ROTATION_GRACE_SECONDS    default 3600 (keep above the API's DB_POOL_MAX_LIFETIME)
   CREDENTIAL_LIFETIME_DAYS  default 60 (VALID UNTIL of each new password)
+  AUDIT_ANCHORS             file:PATH, where `audit anchor` appends and `audit verify` checks
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.anchors import AnchorError, AnchorSink, open_sink
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import (
     RotationBusy,
@@ -153,16 +156,59 @@ def _bootstrap(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _anchor_sink(spec: str | None) -> AnchorSink:
+    if not spec:
+        raise SettingsError("no anchor sink: give --sink/--anchors or set AUDIT_ANCHORS")
+    try:
+        return open_sink(spec)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _audit_verify(conn: psycopg.Connection[Any], spec: str | None) -> int:
+    try:
+        anchors = _anchor_sink(spec).read() if spec else []
+    except AnchorError as exc:
+        print(f"audit anchors broken: {exc}")
+        return EXIT_BROKEN_CHAIN
+    result = audit.verify(conn, anchors)
+    if result.intact:
+        print(f"audit chain intact: {result.rows} events, {result.anchors} anchors hold")
+        return 0
+    print(f"audit chain broken at event {result.first_broken_id}: {result.reason}")
+    return EXIT_BROKEN_CHAIN
+
+
+def _audit_anchor(conn: psycopg.Connection[Any], spec: str | None) -> int:
+    """Append the chain head to the sink, only if the chain holds against every earlier
+    anchor: a rewritten history is never anchored as if it were the real one."""
+    sink = _anchor_sink(spec)
+    try:
+        earlier = sink.read()
+        head = audit.head(conn)
+        result = audit.verify(conn, earlier)
+        if not result.intact:
+            print(
+                f"audit chain broken at event {result.first_broken_id}: {result.reason}; "
+                "nothing anchored"
+            )
+            return EXIT_BROKEN_CHAIN
+        sink.append(head)
+    except AnchorError as exc:
+        print(f"dbaccess: cannot anchor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"anchored event {head.id} ({head.rows} events, hash {head.hash[:16]}...)")
+    return 0
+
+
 def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     conninfo = Settings.from_env(env).database_url
-    with psycopg.connect(conninfo) as conn:
+    spec = getattr(args, "sink", None) or env.get("AUDIT_ANCHORS")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         if args.audit_command == "verify":
-            result = audit.verify(conn)
-            if result.intact:
-                print(f"audit chain intact: {result.rows} events")
-                return 0
-            print(f"audit chain broken at event {result.first_broken_id}: {result.reason}")
-            return EXIT_BROKEN_CHAIN
+            return _audit_verify(conn, spec)
+        if args.audit_command == "anchor":
+            return _audit_anchor(conn, spec)
         for line in audit.tail(conn, args.after):
             print(line)
     return 0
@@ -187,7 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     status.add_argument("--json", action="store_true")
     audit_parser = commands.add_parser("audit", help="the tamper-evident audit trail")
     audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
-    audit_commands.add_parser("verify", help="check the hash chain; name the first broken row")
+    verify = audit_commands.add_parser(
+        "verify", help="check the hash chain (and the anchors); name the first broken row"
+    )
+    verify.add_argument(
+        "--anchors", dest="sink", metavar="SPEC", help="file:PATH (default: AUDIT_ANCHORS)"
+    )
+    anchor = audit_commands.add_parser(
+        "anchor", help="append the chain head to an append-only sink outside the database"
+    )
+    anchor.add_argument("--sink", metavar="SPEC", help="file:PATH (default: AUDIT_ANCHORS)")
     tail = audit_commands.add_parser("tail", help="events as JSON lines")
     tail.add_argument("--after", type=int, default=0, help="only events after this id")
     args = parser.parse_args(argv)

@@ -1,0 +1,115 @@
+"""Append-only sinks outside the database for audit chain anchors.
+
+An anchor is the chain head (id, hash, event count, time). Each stored anchor line also
+carries the SHA-256 of the line before it, so an edited or removed anchor line is
+reported too; what the sink itself must guarantee is that lines can only be appended.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+from rates_platform.dbaccess.chain import GENESIS, Anchor
+
+
+class AnchorError(RuntimeError):
+    """The sink cannot be used, or its own line chain does not hold."""
+
+
+class AnchorSink(Protocol):
+    def append(self, anchor: Anchor) -> None:
+        """Store one anchor durably after every earlier one."""
+
+    def read(self) -> list[Anchor]:
+        """Every anchor, oldest first; AnchorError if a line was edited or removed."""
+
+
+def line_hash(line: str) -> str:
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+def encode(anchor: Anchor, prev: str) -> str:
+    return json.dumps(
+        {"id": anchor.id, "hash": anchor.hash, "rows": anchor.rows, "at": anchor.at, "prev": prev},
+        separators=(",", ":"),
+    )
+
+
+def decode(lines: list[str], where: str) -> list[Anchor]:
+    """Parse anchor lines and check that each follows the one before it."""
+    anchors, prev = [], GENESIS
+    for number, line in enumerate(lines, 1):
+        try:
+            fields = json.loads(line)
+            anchor = Anchor(
+                int(fields["id"]), str(fields["hash"]), int(fields["rows"]), str(fields["at"])
+            )
+            linked = fields["prev"]
+        except (ValueError, TypeError, KeyError):
+            raise AnchorError(f"{where}: line {number} is not an anchor") from None
+        if linked != prev:
+            after = f"line {number - 1}" if number > 1 else "the start"
+            raise AnchorError(
+                f"{where}: line {number} does not follow {after} "
+                "(an anchor line was edited or removed)"
+            )
+        anchors.append(anchor)
+        prev = line_hash(line)
+    return anchors
+
+
+class FileSink:
+    """JSON lines in a local file: created 0600, opened O_APPEND, fsynced, flock'ed
+    so two writers cannot both chain to the same previous line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _lines(self) -> list[str]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise AnchorError(f"{self.path}: cannot read ({exc.strerror})") from None
+        if text and not text.endswith("\n"):
+            raise AnchorError(f"{self.path}: the last line is incomplete")
+        return text.splitlines()
+
+    def read(self) -> list[Anchor]:
+        return decode(self._lines(), str(self.path))
+
+    def append(self, anchor: Anchor) -> None:
+        created = not self.path.exists()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise AnchorError(f"{self.path}: cannot open ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            lines = self._lines()
+            decode(lines, str(self.path))  # never extend a chain that no longer holds
+            prev = line_hash(lines[-1]) if lines else GENESIS
+            os.write(fd, (encode(anchor, prev) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+
+def open_sink(spec: str) -> AnchorSink:
+    """``file:PATH``; anything else is a configuration error (ValueError)."""
+    kind, _, where = spec.partition(":")
+    if kind == "file" and where:
+        return FileSink(Path(where))
+    raise ValueError(f"anchor sink {spec!r}: expected file:PATH")
