@@ -157,7 +157,7 @@ class TlsPostgres(EmbeddedPostgres):
         tls = {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"}
         super().start({**tls, **(settings or {})})
 
-    def tls_conninfo(self, user: str, password: str, dbname: str = "postgres") -> str:
+    def tls_conninfo(self, user: str, password: str | None = None, dbname: str = "postgres") -> str:
         """verify-full against the system trust store, as the deployed API connects."""
         return psycopg.conninfo.make_conninfo(
             host=SERVER_NAMES[0],
