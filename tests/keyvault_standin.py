@@ -4,28 +4,28 @@ Implements, over HTTPS with a throw-away certificate and Key Vault's bearer chal
 PUT /secrets/{name}, GET /secrets/{name}/{version}, GET /secrets/{name}/versions and
 PATCH /secrets/{name}/{version} (api-version 7.x shapes). Enough for the official SDK
 to run unmodified against it; no cloud access needed.
+
+Refusals are the real service's: reading a disabled version is 403 Forbidden (inner
+code SecretDisabled), writing a name that is soft-deleted is 409 Conflict (inner code
+ObjectIsDeletedButRecoverable), and a soft-deleted name has no versions (404).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import AccessToken
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.tls import make_pki
 
 TOKEN = "stand-in-token"  # noqa: S105 - a test token
 CHALLENGE = (
@@ -44,19 +44,26 @@ class StandInCredential:
 class KeyVaultStandIn:
     def __init__(self) -> None:
         self.secrets: dict[str, list[dict[str, Any]]] = {}
+        self.deleted: dict[str, list[dict[str, Any]]] = {}  # soft-deleted, recoverable
+        self.forbidden: set[str] = set()  # names the caller holds no role on (RBAC)
+        self.after_listing: Callable[[str], None] | None = None  # another writer, racing
         self.requests: list[str] = []
         self.base = ""
 
     def _bundle(self, name: str, item: dict[str, Any], with_value: bool) -> dict[str, Any]:
         bundle = {
             "id": f"{self.base}/secrets/{name}/{item['version']}",
-            "attributes": item["attributes"],
-            "tags": item["tags"],
+            "attributes": dict(item["attributes"]),
+            "tags": dict(item["tags"]),
             "contentType": item.get("contentType"),
         }
         if with_value:
             bundle["value"] = item["value"]
         return bundle
+
+    def soft_delete(self, name: str) -> None:
+        """What `az keyvault secret delete` does in a vault with soft delete (always on)."""
+        self.deleted[name] = self.secrets.pop(name)
 
     def _find(self, name: str, version: str) -> dict[str, Any] | None:
         return next((i for i in self.secrets.get(name, []) if i["version"] == version), None)
@@ -68,13 +75,31 @@ class KeyVaultStandIn:
             response = Response(status=401, headers={"WWW-Authenticate": CHALLENGE})
             return response(environ, start_response)
         parts = request.path.strip("/").split("/")
-        status, body = self.route(request, parts)
+        if len(parts) > 1 and parts[1] in self.forbidden:
+            status, body = (
+                403,
+                _error(
+                    "Forbidden",
+                    "Caller is not authorized to perform action on resource.",
+                    "ForbiddenByRbac",
+                ),
+            )
+        else:
+            status, body = self.route(request, parts)
         response = Response(json.dumps(body), status=status, mimetype="application/json")
         return response(environ, start_response)
 
     def route(self, request: Request, parts: list[str]) -> tuple[int, dict[str, Any]]:  # noqa: PLR0911
         not_found = (404, {"error": {"code": "SecretNotFound", "message": "not found"}})
         if len(parts) == 2 and parts[0] == "secrets" and request.method == "PUT":
+            if parts[1] in self.deleted:
+                return 409, _error(
+                    "Conflict",
+                    f"Secret {parts[1]} is currently in a deleted but recoverable state, and "
+                    "its name cannot be reused; in this state, the secret can only be "
+                    "recovered or purged.",
+                    "ObjectIsDeletedButRecoverable",
+                )
             payload = request.get_json()
             now = int(time.time())
             item = {
@@ -94,17 +119,26 @@ class KeyVaultStandIn:
         if len(parts) == 3 and parts[2] == "versions" and request.method == "GET":
             if parts[1] not in self.secrets:
                 return not_found
-            return 200, {
+            listing = {
                 "value": [
                     self._bundle(parts[1], i, with_value=False) for i in self.secrets[parts[1]]
                 ],
                 "nextLink": None,
             }
+            if self.after_listing is not None:
+                self.after_listing(parts[1])
+            return 200, listing
         if len(parts) == 3 and parts[0] == "secrets":
             item = self._find(parts[1], parts[2])
             if item is None:
                 return not_found
             if request.method == "GET":
+                if not item["attributes"]["enabled"]:
+                    return 403, _error(
+                        "Forbidden",
+                        "Operation get is not allowed on a disabled secret.",
+                        "SecretDisabled",
+                    )
                 return 200, self._bundle(parts[1], item, with_value=True)
             if request.method == "PATCH":
                 payload = request.get_json()
@@ -119,47 +153,23 @@ class KeyVaultStandIn:
         return 400, {"error": {"code": "BadParameter", "message": "not supported here"}}
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "vault.pem", directory / "vault.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+def _error(code: str, message: str, inner: str) -> dict[str, Any]:
+    """Key Vault's error body: a code, a message and the specific inner code."""
+    return {"error": {"code": code, "message": message, "innererror": {"code": inner}}}
 
 
 @contextmanager
 def running_standin(directory: Path) -> Iterator[tuple[KeyVaultStandIn, str, Path]]:
     """(the stand-in, its vault URL, the CA file a client must trust)."""
-    cert, key = _certificate(directory)
+    pki = make_pki(directory / "vault-pki", names=(), ips=("127.0.0.1",))
     app = KeyVaultStandIn()
-    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=(str(cert), str(key)))
+    server = make_server(
+        "127.0.0.1", 0, app, threaded=True, ssl_context=(str(pki.cert), str(pki.key))
+    )
     app.base = f"https://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield app, app.base, cert
+        yield app, app.base, pki.ca
     finally:
         server.shutdown()

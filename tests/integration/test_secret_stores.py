@@ -5,12 +5,15 @@ Key Vault runs as the official SDK against a local stand-in of its REST API.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.keyvault.secrets import SecretClient
 
 from rates_platform.dbaccess.keyvault import KeyVaultStore
@@ -23,7 +26,7 @@ from rates_platform.dbaccess.secrets import (
     SecretStoreError,
     with_stage,
 )
-from tests.keyvault_standin import StandInCredential, running_standin
+from tests.keyvault_standin import KeyVaultStandIn, StandInCredential, running_standin
 
 NAME = "rates-db-app"
 VALUE = {"username": "rates_app_a", "password": "correct horse battery staple"}
@@ -94,6 +97,99 @@ def test_updating_a_missing_version_is_an_error(store: SecretStore) -> None:
 def test_secret_values_are_not_in_reprs(store: SecretStore) -> None:
     version = store.add_version(NAME, VALUE, {CURRENT}, {})
     assert VALUE["password"] not in repr(version)
+
+
+# -- Key Vault's own refusals, as the real service answers -----------------------------
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[tuple[KeyVaultStore, KeyVaultStandIn]]:
+    with running_standin(tmp_path) as (standin, url, ca):
+        client = SecretClient(
+            url, StandInCredential(), verify_challenge_resource=False, connection_verify=str(ca)
+        )
+        yield KeyVaultStore(client), standin
+
+
+def test_listing_never_reads_a_disabled_version(
+    vault: tuple[KeyVaultStore, KeyVaultStandIn],
+) -> None:
+    store, standin = vault
+    retired = store.add_version(NAME, VALUE, {PREVIOUS}, {})
+    current = store.add_version(NAME, VALUE, {CURRENT}, {})
+    store.update(NAME, retired.version_id, set(), {})  # disabled in the vault
+    standin.requests.clear()
+    assert [v.version_id for v in store.versions(NAME)] == [current.version_id]
+    assert f"GET /secrets/{NAME}/{retired.version_id}" not in standin.requests
+    # The vault itself refuses that read (403 SecretDisabled), so the store must not try.
+    with pytest.raises(HttpResponseError) as refused:
+        store.client.get_secret(NAME, retired.version_id)
+    assert refused.value.status_code == 403
+
+
+def test_a_disabled_version_can_be_relabelled_without_reading_it(
+    vault: tuple[KeyVaultStore, KeyVaultStandIn],
+) -> None:
+    store, standin = vault
+    version = store.add_version(NAME, VALUE, {PREVIOUS}, {})
+    store.update(NAME, version.version_id, set(), {"step": "retired"})
+    # A rerun retiring it again (a crash after the first retire) must not fail.
+    store.update(NAME, version.version_id, set(), {"step": "retired"})
+    assert f"GET /secrets/{NAME}/{version.version_id}" not in standin.requests
+    assert store.versions(NAME) == []
+
+
+def test_a_version_disabled_while_listing_is_skipped(
+    vault: tuple[KeyVaultStore, KeyVaultStandIn],
+) -> None:
+    store, standin = vault
+    store.add_version(NAME, VALUE, {PREVIOUS}, {})
+    kept = store.add_version(NAME, VALUE, {CURRENT}, {})
+
+    def retire_previous(name: str) -> None:  # another rotation, between list and read
+        standin.secrets[name][0]["attributes"]["enabled"] = False
+
+    standin.after_listing = retire_previous
+    assert [v.version_id for v in store.versions(NAME)] == [kept.version_id]
+
+
+def test_a_soft_deleted_name_is_a_clear_error_naming_the_remedy(
+    vault: tuple[KeyVaultStore, KeyVaultStandIn],
+) -> None:
+    store, standin = vault
+    store.add_version(NAME, VALUE, {CURRENT}, {})
+    standin.soft_delete(NAME)
+    assert store.versions(NAME) == []  # a deleted secret lists as absent (404)
+    with pytest.raises(SecretStoreError) as err:
+        store.add_version(NAME, VALUE, {PENDING}, {})
+    message = str(err.value)
+    assert "deleted but recoverable" in message and "ObjectIsDeletedButRecoverable" in message
+    assert "az keyvault secret recover" in message and "az keyvault secret purge" in message
+    assert VALUE["password"] not in message
+    assert NAME not in standin.secrets  # nothing was written
+
+
+def test_a_missing_role_is_a_clear_error(vault: tuple[KeyVaultStore, KeyVaultStandIn]) -> None:
+    store, standin = vault
+    store.add_version(NAME, VALUE, {CURRENT}, {})
+    standin.forbidden.add(NAME)
+    with pytest.raises(SecretStoreError, match="403 ForbiddenByRbac"):
+        store.versions(NAME)
+    with pytest.raises(SecretStoreError, match="refused to write"):
+        store.add_version(NAME, VALUE, {PENDING}, {})
+
+
+def test_a_version_seeded_by_hand_is_read_with_the_vault_creation_time(
+    vault: tuple[KeyVaultStore, KeyVaultStandIn],
+) -> None:
+    """`az keyvault secret set --tags stages=current`, as the README's first run does."""
+    store, _ = vault
+    store.client.set_secret(NAME, json.dumps(VALUE), tags={"stages": CURRENT})
+    found = with_stage(store, NAME, CURRENT)
+    assert found is not None and found.value == VALUE
+    assert abs(found.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+    store.update(NAME, found.version_id, {PREVIOUS}, {})  # relabelling keeps working
+    assert [v.stages for v in store.versions(NAME)] == [frozenset({PREVIOUS})]
 
 
 # -- the local file store's own promises -------------------------------------------------

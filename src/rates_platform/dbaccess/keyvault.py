@@ -1,7 +1,9 @@
 """Azure Key Vault as a SecretStore: one Key Vault version per credential, labels as tags.
 
 Versions that lose every label are disabled in the vault, so listing stays short and
-no retired credential can be read back by the API.
+no retired credential can be read back by the API. The vault refuses to read a disabled
+version (403, SecretDisabled), so nothing here reads one: listing skips them and labels
+are moved using the version's listed properties, never its value.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient, SecretProperties
 
 from rates_platform.dbaccess.secrets import SecretStoreError, SecretVersion
@@ -24,7 +26,12 @@ CREATED_TAG = "created"
 def _split(properties: SecretProperties) -> tuple[frozenset[str], datetime, dict[str, str]]:
     tags = dict(properties.tags or {})
     stages = frozenset(filter(None, tags.pop(STAGES_TAG, "").split(",")))
-    created = datetime.fromisoformat(tags.pop(CREATED_TAG))
+    # A version seeded by hand (`az keyvault secret set --tags stages=current`) has no
+    # created tag: the vault's own creation time orders it.
+    stamp = tags.pop(CREATED_TAG, None)
+    created = datetime.fromisoformat(stamp) if stamp else properties.created_on
+    if created is None:
+        raise SecretStoreError(f"a version of {properties.name!r} has no creation time")
     return stages, created, tags
 
 
@@ -32,19 +39,46 @@ def _tags(stages: set[str], created: datetime, tags: Mapping[str, str]) -> dict[
     return {**tags, STAGES_TAG: ",".join(sorted(stages)), CREATED_TAG: created.isoformat()}
 
 
+def _code(exc: HttpResponseError) -> str:
+    """The vault's most specific error code (e.g. SecretDisabled, ForbiddenByRbac)."""
+    if exc.error is None:
+        return str(exc.status_code)
+    inner = (exc.error.innererror or {}).get("code")
+    return str(inner or exc.error.code)
+
+
+def _refused(name: str, action: str, exc: HttpResponseError) -> SecretStoreError:
+    return SecretStoreError(
+        f"Key Vault refused to {action} secret {name!r}: {exc.status_code} {_code(exc)}"
+        " (does this identity hold a Key Vault secrets role on it?)"
+    )
+
+
 class KeyVaultStore:
     def __init__(self, client: SecretClient) -> None:
         self.client = client
 
-    def versions(self, name: str) -> list[SecretVersion]:
+    def _listed(self, name: str) -> list[SecretProperties]:
+        """Every version's properties, disabled ones too; no value is read. [] if none."""
         try:
-            listed = [p for p in self.client.list_properties_of_secret_versions(name) if p.enabled]
+            return list(self.client.list_properties_of_secret_versions(name))
         except ResourceNotFoundError:
             return []
+        except HttpResponseError as exc:
+            raise _refused(name, "list", exc) from None
+
+    def versions(self, name: str) -> list[SecretVersion]:
         result = []
-        for properties in listed:
+        for properties in self._listed(name):
+            if not properties.enabled:
+                continue
             stages, created, tags = _split(properties)
-            secret = self.client.get_secret(name, properties.version)
+            try:
+                secret = self.client.get_secret(name, properties.version)
+            except HttpResponseError as exc:
+                if _code(exc) == "SecretDisabled":  # retired since it was listed
+                    continue
+                raise _refused(name, "read", exc) from None
             if secret.value is None or properties.version is None:
                 raise SecretStoreError(f"secret {name!r} has a version without a value")
             result.append(
@@ -56,12 +90,23 @@ class KeyVaultStore:
         self, name: str, value: Mapping[str, str], stages: set[str], tags: Mapping[str, str]
     ) -> SecretVersion:
         created = datetime.now(UTC)
-        secret = self.client.set_secret(
-            name,
-            json.dumps(dict(value)),
-            content_type="application/json",
-            tags=_tags(stages, created, tags),
-        )
+        try:
+            secret = self.client.set_secret(
+                name,
+                json.dumps(dict(value)),
+                content_type="application/json",
+                tags=_tags(stages, created, tags),
+            )
+        except ResourceExistsError as exc:
+            vault = self.client.vault_url
+            raise SecretStoreError(
+                f"secret {name!r} is deleted but recoverable in {vault} ({_code(exc)}), so its"
+                " name cannot be reused: recover it to keep its versions (az keyvault secret"
+                f" recover --id {vault}/secrets/{name}) or purge it to start afresh"
+                f" (az keyvault secret purge --id {vault}/deletedsecrets/{name}), then rerun"
+            ) from None
+        except HttpResponseError as exc:
+            raise _refused(name, "write", exc) from None
         if secret.properties.version is None:
             raise SecretStoreError(f"Key Vault returned no version for {name!r}")
         return SecretVersion(
@@ -69,11 +114,17 @@ class KeyVaultStore:
         )
 
     def update(self, name: str, version_id: str, stages: set[str], tags: Mapping[str, str]) -> None:
+        """Relabel from the listed properties: works on a disabled version too (a rerun
+        retiring one again), where reading it would be refused."""
+        properties = next((p for p in self._listed(name) if p.version == version_id), None)
+        if properties is None:
+            raise SecretStoreError(f"secret {name!r} has no version {version_id}")
+        _, created, _ = _split(properties)
         try:
-            properties = self.client.get_secret(name, version_id).properties
-            _, created, _ = _split(properties)
             self.client.update_secret_properties(
                 name, version_id, tags=_tags(stages, created, tags), enabled=bool(stages)
             )
         except ResourceNotFoundError:
             raise SecretStoreError(f"secret {name!r} has no version {version_id}") from None
+        except HttpResponseError as exc:
+            raise _refused(name, "update", exc) from None
