@@ -80,7 +80,7 @@ unit: $(STAMP) ## Unit tests (no database)
 integration: $(STAMP) ## Integration tests on a real PostgreSQL started by the tests
 	$(BIN)/pytest tests/integration
 
-e2e: $(STAMP) ## End-to-end tests with the real gunicorn server
+e2e: $(STAMP) ## End-to-end tests with the real server (granian)
 	$(BIN)/pytest tests/e2e
 
 bdd: $(STAMP) ## Behave scenarios of the documented examples

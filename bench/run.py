@@ -36,7 +36,7 @@ from rates_platform.dbaccess.roles import ensure_login_member  # noqa: E402
 from rates_platform.dbaccess.secrets import new_password  # noqa: E402
 from rates_platform.devdb import EmbeddedPostgres  # noqa: E402
 from rates_platform.synthetic import Shape  # noqa: E402
-from tests.support import SAMPLE, Gunicorn, create_database, free_port  # noqa: E402
+from tests.support import SAMPLE, ApiServer, create_database, free_port  # noqa: E402
 
 LUA = Path(__file__).with_name("paths.lua")
 RESULTS = Path(__file__).with_name("results")
@@ -172,7 +172,7 @@ def wrk(
     return result
 
 
-def worker_rss_mb(api: Gunicorn) -> list[float]:
+def worker_rss_mb(api: ApiServer) -> list[float]:
     workers = psutil.Process(api.process.pid).children(recursive=True)
     return sorted(
         round(p.memory_info().rss / 2**20, 1)
@@ -190,7 +190,7 @@ def run_dataset(
     password = new_password()
     with psycopg.connect(admin, autocommit=True) as conn:
         ensure_login_member(conn, "rates_bench", password)
-    api = Gunicorn(server.tcp_conninfo("rates_bench", password, "rates"))
+    api = ApiServer(server.tcp_conninfo("rates_bench", password, "rates"))
     rng = random.Random(args.seed)
     sets = path_sets(admin, rng)
     results: list[Result] = []

@@ -1,27 +1,39 @@
-"""Behave runs the documented examples against the app on a real PostgreSQL."""
+"""Behave runs the documented examples over HTTP against a real server.
+
+By default it starts the API as deployed (`rates serve`) on a real PostgreSQL with
+the sample data; with RATES_BASE_URL set (e.g. http://127.0.0.1:3000 while `make
+run` serves) it checks that server instead, which must hold the sample data.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import requests
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rates_platform.app import create_app
-from rates_platform.settings import Settings
-from tests.support import prepare_database, start_server
+from tests.support import ApiServer, prepare_database, start_server
 
 
 def before_all(context: Any) -> None:
+    context.http = requests.Session()
+    context.base = os.environ.get("RATES_BASE_URL", "").rstrip("/")
+    if context.base:
+        return
     context.tmp = tempfile.TemporaryDirectory(prefix="rates-behave-")
     context.server = start_server(Path(context.tmp.name))
-    database = prepare_database(context.server, "rates")
-    context.admin = database.admin
-    context.client = create_app(Settings(database_url=database.app)).test_client()
+    context.api = ApiServer(prepare_database(context.server, "rates").app)
+    context.base = context.api.base
 
 
 def after_all(context: Any) -> None:
-    context.server.stop()
-    context.tmp.cleanup()
+    context.http.close()
+    if "api" in context:
+        context.api.stop()
+        context.server.stop()
+        context.tmp.cleanup()

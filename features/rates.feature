@@ -7,12 +7,49 @@ Feature: Average daily shipping prices
     Then the response status is 200
     And the JSON field "message" is "Hello world!"
 
-  Scenario: A month between two ports
+  Scenario: A month between two ports, exactly as the original service answers it
+    The price is the exact mean as a JSON number (the float nearest to the sum of
+    the day's prices divided by their count), never rounded to cents.
+
     When I request rates from "CNGGZ" to "EETLL" from 2021-01-01 to 2021-01-31
     Then the response status is 200
     And there are 31 days, newest first
-    And every day has 3 prices
-    And the average on 2021-01-31 is 1154.33
+    And the response body is exactly
+      """
+      {"rates": [
+        {"day": "2021-01-31", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-30", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-29", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-28", "price": 1155, "count": 3},
+        {"day": "2021-01-27", "price": 1155, "count": 3},
+        {"day": "2021-01-26", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-25", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-24", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-23", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-22", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-21", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-20", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-19", "price": 1155, "count": 3},
+        {"day": "2021-01-18", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-17", "price": 1155, "count": 3},
+        {"day": "2021-01-16", "price": 1155, "count": 3},
+        {"day": "2021-01-15", "price": 1155, "count": 3},
+        {"day": "2021-01-14", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-13", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-12", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-11", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-10", "price": 1155, "count": 3},
+        {"day": "2021-01-09", "price": 1155, "count": 3},
+        {"day": "2021-01-08", "price": 1155, "count": 3},
+        {"day": "2021-01-07", "price": 1155, "count": 3},
+        {"day": "2021-01-06", "price": 1154, "count": 3},
+        {"day": "2021-01-05", "price": 1154, "count": 3},
+        {"day": "2021-01-04", "price": 1154.3333333333333, "count": 3},
+        {"day": "2021-01-03", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-02", "price": 1154.6666666666667, "count": 3},
+        {"day": "2021-01-01", "price": 1154.6666666666667, "count": 3}
+      ]}
+      """
 
   Scenario Outline: Regions cover every port below them
     When I request rates from "<origin>" to "<destination>" from 2021-01-01 to 2021-01-31

@@ -102,7 +102,7 @@ def prepare_database(
     return PreparedDatabase(server, name, admin, app)
 
 
-class Gunicorn:
+class ApiServer:
     """The real server, started as deployed (``rates serve``), on a free port."""
 
     def __init__(self, database_url: str, **env: str) -> None:

@@ -6,7 +6,7 @@ import atexit
 
 from flask import Flask
 
-from rates_platform.db import Database, make_pool
+from rates_platform.db import Database, Outage, make_pool
 from rates_platform.http import observability, ops, problems
 from rates_platform.http.jsonprovider import OrjsonProvider
 from rates_platform.rates import routes as rates_routes
@@ -21,10 +21,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config.update(READY_TIMEOUT=settings.ready_timeout, MAX_CONTENT_LENGTH=1024)
 
-    pool = make_pool(settings)
+    outage = Outage()
+    pool = make_pool(settings, outage=outage)
     pool.open(wait=False)  # connects in the background; requests wait up to pool_timeout
     atexit.register(pool.close)
-    database = Database(pool)
+    database = Database(pool, outage, settings.pool_timeout)
     app.extensions["database"] = database
     app.extensions["rates_service"] = RatesService(database, settings.max_range_days)
 

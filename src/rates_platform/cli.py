@@ -28,7 +28,7 @@ from rates_platform.synthetic import Shape
 DEFAULT_SAMPLE = Path("db/rates.sql")
 DEV_DATABASE = "rates"
 # What `rates serve` runs, and what `rates dev` supervises: the production HTTP server.
-SERVE_COMMAND = [sys.executable, "-m", "gunicorn", "-c", "python:rates_platform.gunicorn_conf"]
+SERVE_COMMAND = [sys.executable, "-m", "rates_platform.serving"]
 
 
 def _database_url() -> str:
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--regions", type=int, default=Shape.regions)
     gen.add_argument("--lanes", type=int, default=Shape.lanes)
     gen.add_argument("--seed", type=int, default=Shape.seed)
-    commands.add_parser("serve", help="serve the API with gunicorn (production settings)")
+    commands.add_parser("serve", help="serve the API with granian (production settings)")
     run_dev = commands.add_parser("dev", help="serve on a local embedded PostgreSQL")
     run_dev.add_argument("--data-dir", default=".data")
     run_dev.add_argument("--pg-port", type=int, default=int(os.environ.get("DEV_PG_PORT", "54329")))

@@ -2,16 +2,21 @@
 
 The pool opens lazily in the application factory (never at import time), sets a
 statement timeout on every connection, and replaces connections that a database
-restart has broken, so the service recovers without a process restart.
+restart has broken, so the service recovers without a process restart. While the
+database refuses connections, requests fail at once instead of each waiting out the
+pool timeout (see Outage), so no request thread is tied up by an outage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from rates_platform.dbaccess import credentials
 from rates_platform.dbaccess.credentials import CurrentCredential
@@ -45,18 +50,102 @@ def _login(
     return lambda: {**static, **credential.login()}, credentials.connection_class(credential)
 
 
-def make_pool(settings: Settings, *, name: str = "rates-api") -> ConnectionPool:
+class Outage:
+    """Whether this worker has seen the database refuse connections.
+
+    Begun by a failed connection attempt (the pool's background attempts included),
+    ended by the next connection or query that succeeds. While it lasts, requests
+    answer 503 at once rather than each waiting out the pool timeout, so an outage
+    ties up no request thread; one request at a time, at most every
+    PROBE_INTERVAL_SECONDS, tries to connect first and ends it if the database answers.
+    """
+
+    PROBE_INTERVAL_SECONDS = 0.1
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.active = False
+        self._clock = clock
+        self._probe: Callable[[], None] = lambda: None
+        self._probing = threading.Lock()
+        self._last_probe = float("-inf")
+
+    def probe_with(self, probe: Callable[[], None]) -> None:
+        """How to try the database: connect and close, raising on failure."""
+        self._probe = probe
+
+    def begin(self) -> None:
+        self.active = True
+
+    def end(self) -> None:
+        self.active = False
+
+    def over(self) -> bool:
+        """False during the outage; may first probe the database (one caller at a time)."""
+        if not self.active:
+            return True
+        if not self._probing.acquire(blocking=False):
+            return False
+        try:
+            now = self._clock()
+            if now - self._last_probe < self.PROBE_INTERVAL_SECONDS:
+                return False
+            self._last_probe = now
+            try:
+                self._probe()
+            except psycopg.Error:
+                return False
+            self.end()
+            return True
+        finally:
+            self._probing.release()
+
+
+def _observed(base: type[psycopg.Connection[Any]], outage: Outage) -> type[psycopg.Connection[Any]]:
+    """``base`` whose connection attempts open and close the outage."""
+
+    class ObservedConnection(base):  # type: ignore[valid-type, misc]
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> psycopg.Connection[Any]:
+            try:
+                conn: psycopg.Connection[Any] = super().connect(conninfo, **kwargs)
+            except psycopg.OperationalError:
+                outage.begin()
+                raise
+            outage.end()
+            return conn
+
+    return ObservedConnection
+
+
+# How long the pool keeps retrying one connection before it gives up on it. The next
+# request starts a fresh attempt at once, so during an outage the database is tried
+# about once a second, and never after a backoff grown to minutes.
+RECONNECT_TIMEOUT_SECONDS = 1.0
+PROBE_CONNECT_TIMEOUT = 2
+
+
+def make_pool(
+    settings: Settings, *, name: str = "rates-api", outage: Outage | None = None
+) -> ConnectionPool:
     """A closed pool configured from settings; call ``open()`` where it is used."""
     kwargs, connection_class = _login(settings)
+    outage = outage or Outage()
+    observed = _observed(connection_class, outage)
+    # The outage's probe logs in exactly as the pool does, outside the pool.
+    outage.probe_with(
+        lambda: observed.connect(
+            settings.database_url, **{**kwargs(), "connect_timeout": PROBE_CONNECT_TIMEOUT}
+        ).close()
+    )
     return ConnectionPool(
         settings.database_url,
         kwargs=kwargs,
-        connection_class=connection_class,
+        connection_class=observed,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
         max_lifetime=settings.pool_max_lifetime,
-        reconnect_timeout=60 * 60 * 24 * 365,  # keep retrying: outages end, processes should not
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         open=False,
         name=name,
     )
@@ -68,6 +157,11 @@ def connect(settings: Settings) -> psycopg.Connection[Any]:
     return connection_class.connect(settings.database_url, **{**kwargs(), "connect_timeout": 5})
 
 
+# A request waits for a connection in slices this long, so an outage that begins
+# while it waits ends the wait at once.
+WAIT_SLICE_SECONDS = 0.05
+
+
 class Database:
     """Runs read-only work on a pooled connection, retrying once on a dead connection.
 
@@ -76,14 +170,36 @@ class Database:
     pool has dropped its other dead connections, so clients do not see it.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, pool: ConnectionPool, outage: Outage, timeout: float) -> None:
+        self.pool, self.outage, self.timeout = pool, outage, timeout
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection within ``timeout``; PoolTimeout at once during an outage."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            if not self.outage.over():
+                raise PoolTimeout("the database is refusing connections")
+            remaining = deadline - time.monotonic()
+            try:
+                conn = self.pool.getconn(timeout=max(0.0, min(WAIT_SLICE_SECONDS, remaining)))
+                break
+            except PoolTimeout:
+                if remaining <= WAIT_SLICE_SECONDS:
+                    raise
+        try:
+            with conn:
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     def read(self, work: Callable[[psycopg.Connection[tuple[object, ...]]], T]) -> T:
         for attempt in (1, 2):
-            with self.pool.connection() as conn:
+            with self.connection() as conn:
                 try:
-                    return work(conn)
+                    result = work(conn)
+                    self.outage.end()
+                    return result
                 except psycopg.OperationalError:
                     if attempt == 2 or not conn.broken:
                         raise

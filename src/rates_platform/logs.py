@@ -1,6 +1,6 @@
 """JSON log lines: one object per line, for log shipping without parsing.
 
-Kept apart from the metrics code, so gunicorn's master can load it without
+Kept apart from the metrics code, so the server's main process can load it without
 initialising Prometheus client state.
 """
 
@@ -28,3 +28,26 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """dictConfig for every process of the server: JSON lines on stdout."""
+    json_to_stdout = {"handlers": ["stdout"], "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "rates_platform.logs.JsonFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"level": level, "handlers": ["stdout"]},
+        # The server's own loggers: lifecycle at INFO, never an access line (we log those).
+        "loggers": {
+            "_granian": {"level": "INFO", **json_to_stdout},
+            "granian.access": {"level": "WARNING", **json_to_stdout},
+        },
+    }

@@ -85,7 +85,7 @@ def test_dev_serves_sample_data_keeps_it_and_stops_cleanly(tmp_path: Path) -> No
     process, base = run_dev(tmp_path, pg_port, api_port)
     rates = requests.get(base + EXAMPLE, timeout=5).json()["rates"]
     assert len(rates) == 31
-    assert rates[0] == {"day": "2021-01-31", "price": 1154.33, "count": 3}
+    assert rates[0] == {"day": "2021-01-31", "price": 1154.3333333333333, "count": 3}
     # The README's rotation, against the running service: it keeps answering.
     before = dbaccess(tmp_path, "status", "--json")["active_slot"]
     rotate = subprocess.run(

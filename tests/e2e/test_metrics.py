@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Gunicorn, PreparedDatabase
+from tests.support import ApiServer, PreparedDatabase
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +17,7 @@ def test_metrics_directory_is_made_cleaned_and_sums_all_workers(
     metrics = tmp_path / "not" / "yet" / "there"
     metrics.mkdir(parents=True)
     (metrics / "counter_99999.db").write_bytes(b"stale from a previous run")
-    api = Gunicorn(sample_db.app, PROMETHEUS_MULTIPROC_DIR=str(metrics), WEB_WORKERS="2")
+    api = ApiServer(sample_db.app, PROMETHEUS_MULTIPROC_DIR=str(metrics), WEB_WORKERS="2")
     try:
         for _ in range(40):
             assert api.get("/").status_code == 200

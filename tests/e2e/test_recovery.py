@@ -7,13 +7,13 @@ import time
 import pytest
 
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import Gunicorn, prepare_database
+from tests.support import ApiServer, prepare_database
 
 pytestmark = pytest.mark.e2e
 RATES = "/rates?date_from=2021-01-01&date_to=2021-01-31&orig_code=china_main&dest_code=EETLL"
 
 
-def statuses_for(server: Gunicorn, seconds: float) -> list[int]:
+def statuses_for(server: ApiServer, seconds: float) -> list[int]:
     deadline, seen = time.monotonic() + seconds, []
     while time.monotonic() < deadline:
         seen.append(server.get(RATES).status_code)
@@ -22,7 +22,7 @@ def statuses_for(server: Gunicorn, seconds: float) -> list[int]:
 
 def test_restart_of_the_database_is_invisible_after_seconds(own_server: EmbeddedPostgres) -> None:
     database = prepare_database(own_server, "rates")
-    api = Gunicorn(database.app)
+    api = ApiServer(database.app)
     try:
         expected = api.get(RATES).json()
         own_server.restart()
@@ -37,7 +37,7 @@ def test_restart_of_the_database_is_invisible_after_seconds(own_server: Embedded
 
 def test_outage_gives_503_then_recovers_by_itself(own_server: EmbeddedPostgres) -> None:
     database = prepare_database(own_server, "rates")
-    api = Gunicorn(database.app, DB_POOL_TIMEOUT="0.5")
+    api = ApiServer(database.app, DB_POOL_TIMEOUT="0.5")
     try:
         pid = api.process.pid
         own_server.stop()

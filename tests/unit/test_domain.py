@@ -1,6 +1,7 @@
+import math
 import random
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -117,10 +118,11 @@ def test_cyclic_tree_terminates() -> None:
     assert cyclic.total_keys("P", "b") == (["P"], ["a", "b"])
 
 
-def test_average_needs_three_prices_and_rounds_half_up() -> None:
+def test_average_needs_three_prices_and_is_the_exact_mean() -> None:
     assert average(200, 2) is None
-    assert average(3463, 3) == 1154.33
-    assert average(1, 8) == 0.13  # 0.125 rounds up, not to even
+    assert average(3463, 3) == 1154.3333333333333  # the original service's value
+    assert average(3465, 3) == 1155
+    assert average(1, 8) == 0.125  # not rounded to cents
 
 
 def test_daily_series_fills_gaps_newest_first() -> None:
@@ -133,10 +135,15 @@ def test_daily_series_fills_gaps_newest_first() -> None:
     ]
 
 
-def test_average_equals_decimal_half_up_rounding() -> None:
+def test_average_is_the_float_nearest_to_the_exact_mean() -> None:
     rng = random.Random(5)
     for _ in range(20_000):
         count = rng.randint(3, 5_000)
         total = rng.randint(0, 10_000 * count)
-        exact = (Decimal(total) / count).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-        assert average(total, count) == float(exact), (total, count)
+        exact = Fraction(total, count)
+        got = average(total, count)
+        assert got is not None
+        # No other float is closer: the neighbours on both sides are farther away.
+        error = abs(Fraction(got) - exact)
+        assert error <= abs(Fraction(math.nextafter(got, math.inf)) - exact), (total, count)
+        assert error <= abs(Fraction(math.nextafter(got, -math.inf)) - exact), (total, count)

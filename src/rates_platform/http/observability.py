@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -44,15 +44,29 @@ POOL_WAITING = Gauge(
 _access_log = logging.getLogger("rates_platform.access")
 
 
+# Label values are a closed set, so no client can grow /metrics: any other method is
+# counted as "other", and every unknown path as one route.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "<unmatched>"
+# Longer query strings get a 414 problem; no /rates query needs a tenth of this.
+MAX_QUERY_STRING_BYTES = 4096
+
+
 def _route() -> str:
     # The rule, not the path: unknown paths must not create unbounded label values.
-    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+
+
+def _method() -> str:
+    return request.method if request.method in KNOWN_METHODS else "other"
 
 
 def _start() -> None:
     supplied = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = supplied if _SAFE_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
     g.started = time.perf_counter()
+    if len(request.query_string) > MAX_QUERY_STRING_BYTES:
+        abort(414)
 
 
 # Pool gauges are refreshed at most this often per worker, not on every request.
@@ -75,14 +89,15 @@ def register(app: Flask, pool: ConnectionPool) -> None:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         route = _route()
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(request.method, route).observe(elapsed)
+        method = _method()
+        REQUESTS.labels(method, route, str(response.status_code)).inc()
+        LATENCY.labels(method, route).observe(elapsed)
         refresh_pool_gauges(time.monotonic())
         _access_log.info(
             "request",
             extra={
                 "request_id": g.get("request_id"),
-                "method": request.method,
+                "method": request.method[:32],  # printable: werkzeug decodes it as latin-1
                 "route": route,
                 "path": request.path,
                 "status": response.status_code,
@@ -96,7 +111,7 @@ def register(app: Flask, pool: ConnectionPool) -> None:
 
 
 def metrics_response() -> Response:
-    """Metrics of this process, or of all gunicorn workers in multiprocess mode."""
+    """Metrics of this process, or of all server workers in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

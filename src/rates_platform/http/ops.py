@@ -55,7 +55,7 @@ def readyz() -> Response | dict[str, str]:
     db: Database = current_app.extensions["database"]
     timeout = current_app.config["READY_TIMEOUT"]
     try:
-        with db.pool.connection(timeout=timeout) as conn:
+        with db.connection(timeout=timeout) as conn:
             conn.execute("SELECT 1")
     except Exception:  # any failure means "not ready"; the reason goes to the log
         current_app.logger.warning("readiness check failed", exc_info=True)

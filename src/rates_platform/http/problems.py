@@ -17,7 +17,14 @@ RETRY_AFTER_SECONDS = 2
 _log = logging.getLogger("rates_platform.errors")
 
 # Stable problem types for the HTTP statuses the framework itself produces.
-_HTTP_PROBLEM_TYPES = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}
+_HTTP_PROBLEM_TYPES = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "content-too-large",
+    414: "uri-too-long",
+    431: "request-header-fields-too-large",
+}
 
 
 def problem(

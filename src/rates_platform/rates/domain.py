@@ -135,14 +135,12 @@ class Locations:
 
 
 def average(total: int, count: int) -> float | None:
-    """Average to the cent, rounded half-up; None when too few prices to be meaningful.
-
-    Integer arithmetic: exact, and several times cheaper than Decimal on the hot path.
-    """
+    """The mean price as the float nearest to total / count (the original service's
+    contract: e.g. 1154.3333333333333, not 1154.33); None when too few prices to be
+    meaningful. Python divides integers with correct rounding, so this is exact."""
     if count < MIN_PRICES_FOR_AVERAGE:
         return None
-    cents = (200 * total + count) // (2 * count)  # floor(100 * total / count + 1/2)
-    return cents / 100
+    return total / count
 
 
 def daily_series(query: RatesQuery, totals: Iterable[tuple[date, int, int]]) -> list[DayRate]:
