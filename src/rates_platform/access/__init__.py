@@ -1,0 +1,1 @@
+"""Access requests: people get database roles only through requests, approvals and expiry."""
