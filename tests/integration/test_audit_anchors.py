@@ -194,3 +194,26 @@ def test_a_bad_sink_is_a_configuration_error(
     os.environ.pop("AUDIT_ANCHORS")
     assert dbaccess(["audit", "anchor"]) == 2
     assert "no anchor sink" in capsys.readouterr().err
+
+
+def test_an_auditor_login_anchors_and_verifies_but_writes_nothing(
+    fresh_db: PreparedDatabase,
+    cli: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    append(fresh_db, "one")
+    with psycopg.connect(fresh_db.admin, autocommit=True) as conn:
+        ensure_login_member(conn, "rates_test_auditor", TEST_LOGIN_PASSWORD, "rates_auditor")
+    auditor = fresh_db.server.tcp_conninfo("rates_test_auditor", TEST_LOGIN_PASSWORD, fresh_db.name)
+    monkeypatch.setenv("DATABASE_URL", auditor)
+    assert run(capsys, "anchor")[0] == 0
+    assert run(capsys, "verify")[0] == 0
+    for statement in (
+        "INSERT INTO audit.events (event_type, target, outcome)"
+        " VALUES ('api.start', 'x', 'success')",
+        "UPDATE audit.chain_head SET last_id = 0",
+        "DELETE FROM audit.event_writers",
+    ):
+        with psycopg.connect(auditor) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)

@@ -153,3 +153,15 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Reads the trail, writes nothing: the login of `dbaccess audit anchor|verify|tail`.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rates_auditor') THEN
+        CREATE ROLE rates_auditor NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA audit TO rates_auditor;
+GRANT SELECT ON audit.events, audit.chain_head, audit.hash_formats, audit.event_writers
+    TO rates_auditor;
