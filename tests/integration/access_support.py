@@ -84,12 +84,15 @@ class AccessDb:
         )
 
 
-def prepare_access_db(server: EmbeddedPostgres, version: int) -> AccessDb:
+def prepare_access_db(server: EmbeddedPostgres, version: int, policy: bool = True) -> AccessDb:
+    """The migrated database; with the repository's policy applied unless ``policy`` is
+    False (the e2e test applies it through the CLI)."""
     db = prepare_database(server, "access")
     enable_statement_logging(server)
     access = AccessDb(server, db, version)
-    policy = domain.parse_policy(tomllib.loads(POLICY_FILE.read_text()))
-    service(access.admin, Path("/dev/null")).apply_policy(policy)
+    if policy:
+        rules = domain.parse_policy(tomllib.loads(POLICY_FILE.read_text()))
+        service(access.admin, Path("/dev/null")).apply_policy(rules)
     return access
 
 

@@ -27,6 +27,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from rates_platform.access import cli as access_cli
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.anchors import AnchorError, AnchorSink, open_sink
 from rates_platform.dbaccess.bootstrap import bootstrap
@@ -245,8 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     anchor.add_argument("--sink", metavar="SPEC", help="file:PATH (default: AUDIT_ANCHORS)")
     tail = audit_commands.add_parser("tail", help="events as JSON lines")
     tail.add_argument("--after", type=int, default=0, help="only events after this id")
+    access_handlers = access_cli.register(commands)  # users, policy, access
     args = parser.parse_args(argv)
     handlers = {"rotate": _rotate, "status": _status, "audit": _audit, "bootstrap": _bootstrap}
+    handlers.update(access_handlers)
     try:
         return handlers[args.command](args, os.environ)
     except (SettingsError, SecretStoreError) as exc:
