@@ -1,3 +1,8 @@
+output "resource_group_name" {
+  description = "The environment's resource group (the deploy script's target)."
+  value       = var.resource_group_name
+}
+
 output "api_fqdn" {
   description = "Host name of the API (internal to the VNet in dev and pre)."
   value       = module.apps.api_fqdn

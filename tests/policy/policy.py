@@ -6,6 +6,8 @@ can run it on the real tree and on deliberately broken copies alike.
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,9 @@ from typing import Any
 
 import hcl2
 import yaml
+
+from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN
+from rates_platform.dbaccess.rotation import RotationPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infrastructure"
@@ -53,9 +58,14 @@ def _clean(value: Any) -> Any:
 
 
 def parse(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        parsed: dict[str, Any] = _clean(hcl2.load(handle))
-        return parsed
+    return _parse_text(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_text(text: str) -> dict[str, Any]:
+    """Parsing HCL is slow; the same text parses the same (callers must not mutate)."""
+    parsed: dict[str, Any] = _clean(hcl2.loads(text))
+    return parsed
 
 
 def tf_files(root: Path = INFRA) -> list[Path]:
@@ -217,11 +227,378 @@ def check_workflows(root: Path = ROOT) -> list[str]:
             and "concurrency" not in document
             and "workflow_call" not in str(document.get(True, document.get("on")))
         ):
-            problems.append(f"{name}: no concurrency group")
+            # Without a workflow-wide group, each job holding an environment has its own.
+            for job_name, job in document["jobs"].items():
+                if "environment" in job and "concurrency" not in job:
+                    problems.append(f"{name}: no concurrency group for {job_name}")
+            if not any("concurrency" in job or "uses" in job for job in document["jobs"].values()):
+                problems.append(f"{name}: no concurrency group")
         for job, step in _steps(document):
             uses = step.get("uses", "")
             if uses and not uses.startswith("./") and not PINNED_SHA.match(uses):
                 problems.append(f"{name}: {job} uses {uses} without a commit SHA")
             if _only_echoes(str(step.get("run", ""))):
                 problems.append(f"{name}: {job} has a step that only echoes")
+    return problems
+
+
+# --- Delivery: identities, first run, least privilege (issue 11) ---------------------
+
+GITHUB_EXPR = re.compile(r"^\$\{\{\s*(.+?)\s*\}\}$")
+VARS_EXPR = re.compile(r"^\$\{\{\s*vars\.([A-Z0-9_]+)\s*\}\}$")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def github_identities(root: Path = INFRA) -> dict[str, dict[str, Any]]:
+    """The bootstrap's table: identity key → its GitHub environments and variable."""
+    identities: dict[str, dict[str, Any]] = parse(root / "bootstrap" / "locals.tf")["locals"][0][
+        "github_identities"
+    ]
+    return identities
+
+
+def _workflow_documents(root: Path) -> dict[str, dict[Any, Any]]:
+    return {
+        path.relative_to(root).as_posix(): document for path, document in workflows(root).items()
+    }
+
+
+def _expand(value: str, matrix: dict[str, Any], inputs: dict[str, list[str]]) -> list[str]:
+    """Every value a job's `environment:` expression takes (matrix, reusable inputs)."""
+    values = [value]
+    for name, choices in list(matrix.items()) + [(f"inputs.{k}", v) for k, v in inputs.items()]:
+        key = name if name.startswith("inputs.") else f"matrix.{name}"
+        pattern = re.compile(r"\$\{\{\s*" + re.escape(key) + r"\s*\}\}")
+        values = (
+            [pattern.sub(str(choice), v) for v in values for choice in (choices or [""])]
+            if any(pattern.search(v) for v in values)
+            else values
+        )
+    return values
+
+
+def _callers(documents: dict[str, dict[Any, Any]], path: str) -> dict[str, list[str]]:
+    """Input values a reusable workflow is called with, across every workflow."""
+    values: dict[str, list[str]] = {}
+    for document in documents.values():
+        for job in (document.get("jobs") or {}).values():
+            if str(job.get("uses", "")).removeprefix("./") == path:
+                for key, value in (job.get("with") or {}).items():
+                    values.setdefault(key, []).append(str(value))
+    return values
+
+
+def _azure_logins(job: dict[str, Any], actions: dict[str, dict[Any, Any]]) -> list[str]:
+    """The client-id expression of every Azure login of a job's steps."""
+    found = []
+    for step in job.get("steps", []):
+        uses = str(step.get("uses", ""))
+        with_ = step.get("with") or {}
+        if uses.startswith("azure/login@"):
+            found.append(str(with_.get("client-id", "")))
+        elif uses.startswith("./"):
+            action = actions.get(uses.removeprefix("./") + "/action.yml", {})
+            steps = (action.get("runs") or {}).get("steps", [])
+            if any(str(s.get("uses", "")).startswith("azure/login@") for s in steps):
+                found.append(str(with_.get("client-id", "")))
+        env = step.get("env") or {}
+        if "ARM_CLIENT_ID" in env:
+            found.append(str(env["ARM_CLIENT_ID"]))
+    return found
+
+
+def check_oidc_federation(root: Path = ROOT, infra: Path | None = None) -> list[str]:
+    """Every job that logs in to Azure runs in a GitHub environment that a federated
+    credential names (`repo:OWNER/REPO:environment:NAME`), on the identity whose client
+    id variable the job passes."""
+    identities = github_identities(infra or root / "infrastructure")
+    documents = _workflow_documents(root)
+    actions = {k: v for k, v in documents.items() if k.endswith("action.yml")}
+    problems = []
+    for path, document in documents.items():
+        if "jobs" not in document:
+            continue
+        inputs = _callers(documents, path)
+        for name, job in document["jobs"].items():
+            logins = _azure_logins(job, actions)
+            if not logins:
+                continue
+            environment = job.get("environment")
+            if isinstance(environment, dict):
+                environment = environment.get("name")
+            if not environment:
+                problems.append(f"{path}: {name} logs in to Azure outside any GitHub environment")
+                continue
+            matrix = (job.get("strategy") or {}).get("matrix") or {}
+            for login in logins:
+                variable = VARS_EXPR.match(login)
+                if not variable:
+                    problems.append(f"{path}: {name} passes client id {login!r}, not a vars.NAME")
+                    continue
+                for env_name in _expand(str(environment), matrix, inputs):
+                    if "${{" in env_name:
+                        problems.append(f"{path}: {name}: cannot resolve environment {env_name!r}")
+                    elif not any(
+                        i["client_id_variable"] == variable.group(1)
+                        and env_name in i["github_environments"]
+                        for i in identities.values()
+                    ):
+                        problems.append(
+                            f"{path}: {name} uses {variable.group(1)} in environment {env_name!r}, "
+                            "but no identity with that variable is federated to it"
+                        )
+    return problems
+
+
+def _locals(path: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in parse(path).get("locals", []):
+        merged.update(block)
+    return merged
+
+
+def _resource(root: Path, kind: str, name: str) -> dict[str, Any] | None:
+    return next((b for _, k, n, b in resources(root) if k == kind and n == name), None)
+
+
+def check_database_tls(root: Path = INFRA) -> list[str]:
+    """verify-full against the image's CA bundle, with SSL_CERT_FILE for the wheel's OpenSSL."""
+    problems = []
+    apps = _locals(root / "modules" / "container_apps" / "main.tf")
+    if apps.get("ca_bundle") != CA_BUNDLE:
+        problems.append(f"apps: ca_bundle must be {CA_BUNDLE}")
+    url = str(apps.get("database_url", ""))
+    if "sslmode=verify-full" not in url or "sslrootcert=${local.ca_bundle}" not in url:
+        problems.append("apps: DATABASE_URL needs sslmode=verify-full, sslrootcert=<CA bundle>")
+    if apps.get("common_env", {}).get("SSL_CERT_FILE") != "${local.ca_bundle}":
+        problems.append("apps: SSL_CERT_FILE must point at the CA bundle in every container")
+    text = (root / "modules" / "container_apps" / "main.tf").read_text(encoding="utf-8")
+    containers = re.findall(r"for_each = merge\(([^,)]+)", text)
+    if len(containers) < 2:
+        problems.append("apps: the API and the jobs must each merge local.common_env into env")
+    for container in containers:
+        if container.strip() != "local.common_env":
+            problems.append(
+                f"apps: a container's env is not based on local.common_env: {container}"
+            )
+    return problems
+
+
+def env_names_set(root: Path = INFRA) -> set[str]:
+    """Environment variable names the container apps and jobs set (UPPER_CASE keys)."""
+    text = (root / "modules" / "container_apps" / "main.tf").read_text(encoding="utf-8")
+    return set(re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=(?!=)", text))
+
+
+def env_names_read(src: Path = ROOT / "src" / "rates_platform") -> set[str]:
+    """Every UPPER_CASE string constant of the package: what the code can read."""
+    names = set()
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.add(node.value)
+    return {name for name in names if re.fullmatch(r"[A-Z][A-Z0-9_]{2,}", name)}
+
+
+# Read by libraries, not by our code: libpq, OpenSSL, azure-identity.
+EXTERNAL_ENV = re.compile(r"^(PG[A-Z]+|SSL_CERT_FILE|AZURE_CLIENT_ID)$")
+
+
+def check_env_names(root: Path = INFRA, src: Path = ROOT / "src" / "rates_platform") -> list[str]:
+    read = env_names_read(src)
+    return [
+        f"apps: {name} is set but nothing reads it"
+        for name in sorted(env_names_set(root))
+        if name not in read and not EXTERNAL_ENV.match(name)
+    ]
+
+
+SERVING = {"api"}
+
+
+def check_key_vault_least_privilege(root: Path = INFRA) -> list[str]:
+    problems = []
+    names = {RotationPolicy().secret_name, ROTATOR_LOGIN}
+    for _, kind, name, body in resources(root / "modules" / "keyvault"):
+        if kind == "azurerm_role_assignment" and "/secrets/" not in str(body.get("scope")):
+            problems.append(f"key vault: {name} grants a role on the whole vault")
+    (module,) = [
+        m["key_vault"] for m in parse(root / "app-infra" / "main.tf")["module"] if "key_vault" in m
+    ]
+    for grant in module.get("vault_grants", []):
+        if grant["secret"] not in names:
+            problems.append(f"key vault: {grant['secret']} is no secret the code reads")
+        if grant["principal"] in SERVING and (
+            grant["secret"] != RotationPolicy().secret_name
+            or grant["role"] != "Key Vault Secrets User"
+        ):
+            problems.append(
+                f"key vault: {grant['principal']} serves traffic and may only read "
+                f"{RotationPolicy().secret_name}, not {grant['role']} on {grant['secret']}"
+            )
+    return problems
+
+
+def check_first_run_infra(root: Path = INFRA) -> list[str]:
+    """What a first apply needs: no password in state, DNS before PostgreSQL, a stable
+    apps environment, runners that reach it, alerts."""
+    problems = []
+    server = _one(root, "azurerm_postgresql_flexible_server")
+    if "administrator_password" in server or "administrator_password_wo" not in server:
+        problems.append("postgres: the administrator password must be write-only (not in state)")
+    if any(kind == "random_password" for _, kind, _, _ in resources(root)):
+        problems.append("postgres: a random_password resource keeps its result in state")
+    outputs = {
+        name: body
+        for block in parse(root / "modules" / "network" / "outputs.tf").get("output", [])
+        for name, body in block.items()
+    }
+    zone_output = outputs.get("postgres_dns_zone_id", {})
+    if "azurerm_private_dns_zone_virtual_network_link.zones" not in str(
+        zone_output.get("depends_on")
+    ):
+        problems.append("network: postgres_dns_zone_id must depend on the zone's VNet link")
+    environment = _one(root, "azurerm_container_app_environment")
+    ignored = str(environment.get("lifecycle", [{}])[0].get("ignore_changes", ""))
+    if (
+        "infrastructure_resource_group_name" not in environment
+        and "infrastructure_resource_group_name" not in ignored
+    ):
+        problems.append(
+            "apps: infrastructure_resource_group_name unset: replaced on every plan (#28727)"
+        )
+    if _resource(root, "azurerm_subnet", "runners") is None:
+        problems.append("network: no subnet for the self-hosted runners")
+    guarded = _resource(root, "azurerm_network_security_group", "guarded") or {}
+    if "azurerm_subnet.runners" not in str(guarded.get("security_rule")):
+        problems.append("network: PostgreSQL and Key Vault must accept the runner subnet")
+    record = _resource(root, "azurerm_private_dns_a_record", "apps_wildcard") or {}
+    if (
+        record.get("name") != "*"
+        or _resource(root, "azurerm_private_dns_zone_virtual_network_link", "apps") is None
+    ):
+        problems.append(
+            "network: no linked private zone with a wildcard record for the apps domain"
+        )
+    alerts = _locals(root / "modules" / "alerts" / "main.tf")
+    wanted = {
+        "rotation-failed",
+        "rotation-stuck",
+        "rotation-overdue",
+        "audit-verify-failed",
+        "access-overdue",
+        "api-not-ready",
+        "api-5xx-rate",
+        "api-5xx",
+        "api-restarts",
+    }
+    have = set(alerts.get("log_rules", {})) | set(alerts.get("metric_rules", {}))
+    if wanted - have:
+        problems.append(f"alerts: missing {sorted(wanted - have)}")
+    return problems
+
+
+def check_state_access(root: Path = INFRA) -> list[str]:
+    """Only infra identities write state, only plan identities read it."""
+    allowed = {
+        ("Storage Blob Data Contributor", "${local.by_role.infra}"),
+        ("Storage Blob Data Reader", "${local.by_role.plan}"),
+        ("Storage Blob Data Reader", "${var.state_reader_principal_ids}"),
+    }
+    return [
+        f"bootstrap: {name}: {body.get('role_definition_name')} on state to {body.get('for_each')}"
+        for _, kind, name, body in resources(root / "bootstrap")
+        if kind == "azurerm_role_assignment"
+        and "azurerm_storage_" in str(body.get("scope"))
+        and (body.get("role_definition_name"), body.get("for_each")) not in allowed
+    ]
+
+
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [str(step.get("run", "")) for step in job.get("steps", [])]
+
+
+def _commands(job: dict[str, Any]) -> list[str]:
+    """Each step's shell script, or the terraform command it hands to the action."""
+    return [
+        str((step.get("with") or {}).get("command", "")) + str(step.get("run", ""))
+        for step in job.get("steps", [])
+    ]
+
+
+def _first(items: list[str], *needles: str) -> int | None:
+    return next((i for i, item in enumerate(items) if all(n in item for n in needles)), None)
+
+
+def _needs(jobs: dict[str, Any], name: str) -> set[str]:
+    """Every job ``name`` waits for, transitively."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        needs = jobs.get(todo.pop(), {}).get("needs", [])
+        for need in [needs] if isinstance(needs, str) else needs:
+            if need not in seen:
+                seen.add(need)
+                todo.append(need)
+    return seen
+
+
+def check_pipeline_order(root: Path = ROOT) -> list[str]:
+    """Plans on pull requests; per environment in order: apply, deploy; prod approved
+    (its environment), then validated, then tagged; the image runs before its push."""
+    problems = []
+    documents = _workflow_documents(root)
+    main = documents.get(".github/workflows/main.yml", {}).get("jobs", {})
+    if "dev" not in _needs(main, "pre") or "pre" not in _needs(main, "prod"):
+        problems.append("main.yml: deploys must run dev → pre → prod")
+    deploy = documents.get(".github/workflows/deploy.yml", {}).get("jobs", {}).get("deploy", {})
+    commands = _commands(deploy)
+    applied, deployed = _first(commands, "apply "), _first(commands, "scripts/deploy.sh")
+    if applied is None or deployed is None or applied > deployed:
+        problems.append("deploy.yml: terraform apply must run before scripts/deploy.sh")
+    infra = documents.get(".github/workflows/infra.yml", {})
+    plan = " ".join(_commands(infra.get("jobs", {}).get("plan", {})))
+    triggers = str(infra.get(True, infra.get("on")))
+    if "pull_request" not in triggers or "plan " not in plan or "gh pr comment" not in plan:
+        problems.append("infra.yml: each pull request needs a plan per environment, commented")
+    release = next(
+        (n for n, j in main.items() if _first(_runs(j), "gh release create") is not None), None
+    )
+    validations = [
+        n
+        for n in _needs(main, release or "")
+        if "prod" in _needs(main, n) and _first(_runs(main[n]), "scripts/smoke.py") is not None
+    ]
+    if release is None or not validations:
+        problems.append("main.yml: the release tag must wait for a validation of prod")
+    build = _runs(main.get("build", {}))
+    started = _first(build, "docker compose", "scripts/smoke.py")
+    pushed = _first(build, "docker push")
+    if started is None or pushed is None or started > pushed:
+        problems.append("main.yml: the image must run (compose, smoke test) before its push")
+    return problems
+
+
+IMAGE_REF = re.compile(
+    r"(?:image:[ \t]*|_IMAGE:[ \t]*|docker run [^\n]*?\s)"
+    r"([a-z0-9.\-/]+(?::[\w.\-]+)?(?:@sha256:[0-9a-f]{64})?)\b"
+)
+
+
+def check_pipeline_gates(root: Path = ROOT) -> list[str]:
+    """ZAP can fail; labels exist before use; every image is pinned by digest."""
+    problems = []
+    for path, document in _workflow_documents(root).items():
+        for job_name, job in (document.get("jobs") or {}).items():
+            for run in _runs(job):
+                if "zap-baseline.py" in run and (re.search(r"\s-I\b", run) or " -c " not in run):
+                    problems.append(f"{path}: {job_name}: ZAP with -I or without a rules file")
+                for label in re.findall(r"gh issue create[^\n]*--label (\S+)", run):
+                    if f"gh label create {label}" not in run:
+                        problems.append(f"{path}: {job_name}: label {label} used, never created")
+        for image in IMAGE_REF.findall((root / path).read_text(encoding="utf-8")):
+            if ("/" in image or ":" in image) and "@sha256:" not in image:
+                problems.append(f"{path}: image {image} is not pinned by digest")
+    if not (root / ".github" / "zap" / "rules.tsv").exists():
+        problems.append(".github/zap/rules.tsv: ZAP's accepted warnings are missing")
     return problems
