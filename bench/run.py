@@ -1,25 +1,30 @@
-"""Benchmark /rates against GET / on the same machine, in the same run.
+"""Benchmark /rates against GET / and reference servers on the same machine, in one run.
 
     python bench/run.py            # the sample data (make bench)
     python bench/run.py --scale    # synthetic 1M and 10M prices (make bench-scale)
 
-The service runs exactly as deployed (`rates serve`: gunicorn, production settings)
+The service runs exactly as deployed (`rates serve`: granian, production settings)
 on the embedded PostgreSQL; wrk drives it with random paths per query shape, so no
-single cached answer can carry a score. Results: a table on stdout and a JSON file
-under bench/results/.
+single cached answer can carry a score. On the sample data the same run measures
+the references of bench/baselines.py: a bare Flask hello under gunicorn gthread 2x2
+and under granian, and the naive /rates of the original service. Results: a table
+with the ratios on stdout and a JSON file under bench/results/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +61,24 @@ SERVER_SETTINGS = {
 SHAPES = ("port→port", "port→region", "region→port", "region→region")
 
 
+# The references, each started as its own server with 2 workers x 2 threads.
+GUNICORN_2X2 = [
+    sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "2",
+    "--worker-class", "gthread", "--reuse-port", "--log-level", "warning", "--bind",
+]  # fmt: skip
+GRANIAN_2X2 = [
+    sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2",
+    "--blocking-threads", "2", "--no-ws", "--log-level", "warning", "--port",
+]  # fmt: skip
+HELLO_GUNICORN = "hello, gunicorn gthread 2x2"
+HELLO_GRANIAN = "hello, granian 2x2"
+NAIVE = "naive /rates (mixed)"
+# What issue 8 asks of the sample run (see README, Performance).
+MIN_MIXED_TO_GUNICORN_HELLO = 0.7
+MIN_MIXED_TO_NAIVE = 5.0
+MAX_P99_MS = 25.0
+
+
 @dataclass
 class Result:
     scenario: str
@@ -65,6 +88,36 @@ class Result:
     p99_ms: float
     errors: int
     ratio_to_hello: float | None = None
+    ratio_to_gunicorn_hello: float | None = None
+    ratio_to_granian_hello: float | None = None
+    ratio_to_naive: float | None = None
+
+
+class Reference:
+    """A reference app from bench/baselines.py under a server command, on a free port."""
+
+    def __init__(self, command: list[str], app: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        bind = f"127.0.0.1:{self.port}" if "gunicorn" in command else str(self.port)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [*command, bind, f"bench.baselines:{app}"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{app} under {command[2]} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
 
 
 def ensure_wrk() -> str:
@@ -190,13 +243,14 @@ def run_dataset(
     password = new_password()
     with psycopg.connect(admin, autocommit=True) as conn:
         ensure_login_member(conn, "rates_bench", password)
-    api = ApiServer(server.tcp_conninfo("rates_bench", password, "rates"))
+    api_login = server.tcp_conninfo("rates_bench", password, "rates")
+    api = ApiServer(api_login)
     rng = random.Random(args.seed)
     sets = path_sets(admin, rng)
     results: list[Result] = []
 
-    def measure(name: str, paths: list[str], connections: int) -> Result:
-        raw = wrk(wrk_bin, api.base, paths, connections, args.duration)
+    def measure(name: str, paths: list[str], connections: int, base: str = "") -> Result:
+        raw = wrk(wrk_bin, base or api.base, paths, connections, args.duration)
         result = Result(
             name,
             connections,
@@ -212,18 +266,42 @@ def run_dataset(
         )
         return result
 
+    def measure_reference(name: str, command: list[str], app: str, paths: list[str]) -> Result:
+        reference = Reference(command, app, {"DATABASE_URL": api_login})
+        try:
+            wrk(wrk_bin, reference.base, paths, args.connections, 2)  # warm-up
+            return measure(name, paths, args.connections, reference.base)
+        finally:
+            reference.stop()
+
     try:
         wrk(wrk_bin, api.base, sets["mixed"], args.connections, 3)  # warm-up, not recorded
         hello = measure("GET /", ["/"], args.connections)
         for name in SHAPES:
             measure(name, sets[name], args.connections)
+        measure("mixed", sets["mixed"], args.connections)
         if shape is not None:
-            measure("mixed", sets["mixed"], args.connections)
             for name in (*SHAPES, "region→region 1 year"):
                 measure(name, sets[name], 1)
-        for result in results:
-            result.ratio_to_hello = round(result.requests_per_second / hello.requests_per_second, 3)
         rss = worker_rss_mb(api)
+        references = {}
+        if shape is None:
+            references = {
+                "gunicorn": measure_reference(HELLO_GUNICORN, GUNICORN_2X2, "hello", ["/"]),
+                "granian": measure_reference(HELLO_GRANIAN, GRANIAN_2X2, "hello", ["/"]),
+                "naive": measure_reference(NAIVE, GUNICORN_2X2, "naive", sets["mixed"]),
+            }
+        for result in results:
+            rps = result.requests_per_second
+            result.ratio_to_hello = round(rps / hello.requests_per_second, 3)
+            if references:
+                result.ratio_to_gunicorn_hello = round(
+                    rps / references["gunicorn"].requests_per_second, 3
+                )
+                result.ratio_to_granian_hello = round(
+                    rps / references["granian"].requests_per_second, 3
+                )
+                result.ratio_to_naive = round(rps / references["naive"].requests_per_second, 2)
     finally:
         api.stop()
         server.stop()
@@ -235,18 +313,53 @@ def run_dataset(
     }
 
 
+def _ratio(value: float | None) -> str:
+    return f"{value:>9.2f}" if value is not None else f"{'':>9}"
+
+
 def print_table(run: dict[str, object]) -> None:
     print(f"\n{run['dataset']}: {run['prices']:,} prices · worker RSS MB {run['worker_rss_mb']}")
     print(
-        f"{'scenario':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>8}{'x GET /':>9}"
+        f"{'scenario':<30}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}"
+        f"{'x GET /':>9}{'x gun.':>9}{'x gran.':>9}{'x naive':>9}"
     )
     for r in run["results"]:  # type: ignore[attr-defined]
         print(
-            f"{r['scenario']:<22}{r['connections']:>6}{r['requests_per_second']:>10.0f}"
-            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
-            f"{r['ratio_to_hello']:>9.2f}"
+            f"{r['scenario']:<30}{r['connections']:>6}{r['requests_per_second']:>9.0f}"
+            f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['errors']:>7}"
+            f"{_ratio(r['ratio_to_hello'])}{_ratio(r['ratio_to_gunicorn_hello'])}"
+            f"{_ratio(r['ratio_to_granian_hello'])}{_ratio(r['ratio_to_naive'])}"
         )
+
+
+def check_targets(run: dict[str, object]) -> list[str]:
+    """The sample run's targets, each as a line saying whether it holds."""
+    results = {r["scenario"]: r for r in run["results"]}  # type: ignore[attr-defined]
+    mixed = results["mixed"]
+    ours = [
+        r for r in results.values() if r["scenario"] not in (HELLO_GUNICORN, HELLO_GRANIAN, NAIVE)
+    ]
+    checks = [
+        (
+            f"/rates mixed = {mixed['ratio_to_gunicorn_hello']:.2f}x bare hello under gunicorn"
+            f" gthread 2x2 (target >= {MIN_MIXED_TO_GUNICORN_HELLO})",
+            mixed["ratio_to_gunicorn_hello"] >= MIN_MIXED_TO_GUNICORN_HELLO,
+        ),
+        (
+            f"/rates mixed = {mixed['ratio_to_naive']:.1f}x the naive baseline"
+            f" (target >= {MIN_MIXED_TO_NAIVE})",
+            mixed["ratio_to_naive"] >= MIN_MIXED_TO_NAIVE,
+        ),
+        (
+            f"worst p99 of ours = {max(r['p99_ms'] for r in ours):.1f} ms (target <= {MAX_P99_MS})",
+            max(r["p99_ms"] for r in ours) <= MAX_P99_MS,
+        ),
+        (
+            f"errors = {sum(r['errors'] for r in results.values())} (target 0)",
+            sum(r["errors"] for r in results.values()) == 0,
+        ),
+    ]
+    return [f"{'PASS' if ok else 'FAIL'}  {text}" for text, ok in checks]
 
 
 def main() -> None:
@@ -267,6 +380,8 @@ def main() -> None:
     runs = [run_dataset(label, shape, args, wrk_bin) for label, shape in datasets]
     for run in runs:
         print_table(run)
+    if not args.scale:
+        print("\n" + "\n".join(check_targets(runs[0])))
     if args.scale:
         small, large = (
             next(

@@ -6,10 +6,11 @@ initialising Prometheus client state.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 _STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -27,7 +28,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # orjson: one line per request is on the hot path; str() anything it cannot encode.
+        return orjson.dumps(entry, default=str).decode()
 
 
 def logging_config(level: str) -> dict[str, Any]:
