@@ -14,7 +14,7 @@ IAC_STAMP := $(IAC)/.installed-$(shell sha1sum requirements-iac.txt | cut -c1-12
 # uv uses the Python that made the venv, never one it would download.
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help venv lock system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify bench bench-scale clean
+.PHONY: help venv lock system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify dr-drill bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench: $(STAMP) ## Benchmark /rates against GET / on the sample data (installs w
 
 bench-scale: $(STAMP) ## The same on synthetic 1M and 10M prices, with 1-client latency
 	$(BIN)/python bench/run.py --scale
+
+dr-drill: $(STAMP) ## Restore drill: base backup + WAL to a point in time; API and audit chain checked
+	$(BIN)/python -m rates_platform.drdrill local
 
 clean: ## Remove the virtual environments and local data (.data)
 	rm -rf $(VENV) $(IAC) .data
