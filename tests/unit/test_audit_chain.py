@@ -132,6 +132,6 @@ def test_the_file_sink_refuses_garbage_and_a_torn_last_line(tmp_path: Path) -> N
 
 def test_sink_specs() -> None:
     assert isinstance(open_sink("file:/tmp/x"), FileSink)
-    for spec in ("file:", "blob:https://x", "anchors.jsonl"):
+    for spec in ("file:", "blob:http://plain/text", "anchors.jsonl"):
         with pytest.raises(ValueError, match="expected file:PATH"):
             open_sink(spec)

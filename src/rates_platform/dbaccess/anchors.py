@@ -2,17 +2,26 @@
 
 An anchor is the chain head (id, hash, event count, time). Each stored anchor line also
 carries the SHA-256 of the line before it, so an edited or removed anchor line is
-reported too; what the sink itself must guarantee is that lines can only be appended.
+reported too; what the sink itself must guarantee is that lines can only be appended:
+locally a file (``file:PATH``), in Azure an append blob in a container with a locked
+time-based retention policy that allows protected append writes
+(``blob:https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB``): nobody, not even the
+storage account's owner, can overwrite or delete it while the policy holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.identity import DefaultAzureCredential
+from azure.storage.blob import BlobClient
 
 from rates_platform.dbaccess.chain import GENESIS, Anchor
 
@@ -107,9 +116,51 @@ class FileSink:
                 os.close(directory)
 
 
-def open_sink(spec: str) -> AnchorSink:
-    """``file:PATH``; anything else is a configuration error (ValueError)."""
+class AppendBlobSink:
+    """JSON lines in an Azure append blob; each append is conditional on the length read,
+    so two writers cannot both chain to the same previous line."""
+
+    def __init__(self, blob: BlobClient) -> None:
+        self.blob = blob
+        self.where = blob.url
+
+    def _text(self) -> str:
+        try:
+            data: bytes = self.blob.download_blob().readall()
+        except ResourceNotFoundError:
+            return ""
+        except AzureError as exc:
+            raise AnchorError(f"{self.where}: cannot read ({type(exc).__name__})") from None
+        return data.decode()
+
+    def read(self) -> list[Anchor]:
+        return decode(self._text().splitlines(), self.where)
+
+    def append(self, anchor: Anchor) -> None:
+        text = self._text()
+        lines = text.splitlines()
+        decode(lines, self.where)
+        prev = line_hash(lines[-1]) if lines else GENESIS
+        block = (encode(anchor, prev) + "\n").encode()
+        try:
+            if not text:
+                with contextlib.suppress(ResourceExistsError):
+                    self.blob.create_append_blob(if_none_match="*")
+            self.blob.append_block(block, appendpos_condition=len(text.encode()))
+        except AzureError as exc:
+            raise AnchorError(
+                f"{self.where}: cannot append ({type(exc).__name__}; another anchor may have "
+                "been appended at the same time: rerun)"
+            ) from None
+
+
+def open_sink(spec: str, **client_options: Any) -> AnchorSink:
+    """``file:PATH`` or ``blob:https://...``; anything else is a ValueError."""
     kind, _, where = spec.partition(":")
     if kind == "file" and where:
         return FileSink(Path(where))
-    raise ValueError(f"anchor sink {spec!r}: expected file:PATH")
+    if kind == "blob" and where.startswith("https://"):
+        # Managed identity in Azure, the developer's login elsewhere; never a stored key.
+        credential = client_options.pop("credential", None) or DefaultAzureCredential()
+        return AppendBlobSink(BlobClient.from_blob_url(where, credential, **client_options))
+    raise ValueError(f"anchor sink {spec!r}: expected file:PATH or blob:https://ACCOUNT/...")

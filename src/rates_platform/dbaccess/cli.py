@@ -8,7 +8,8 @@ Configuration (environment):
   ROTATION_PERIOD_DAYS      default 30
   ROTATION_GRACE_SECONDS    default 3600 (keep above the API's DB_POOL_MAX_LIFETIME)
   CREDENTIAL_LIFETIME_DAYS  default 60 (VALID UNTIL of each new password)
-  AUDIT_ANCHORS             file:PATH, where `audit anchor` appends and `audit verify` checks
+  AUDIT_ANCHORS             file:PATH or blob:https://..., where `audit anchor` appends
+                            and `audit verify --anchors` checks
 """
 
 from __future__ import annotations
@@ -238,12 +239,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify", help="check the hash chain (and the anchors); name the first broken row"
     )
     verify.add_argument(
-        "--anchors", dest="sink", metavar="SPEC", help="file:PATH (default: AUDIT_ANCHORS)"
+        "--anchors",
+        dest="sink",
+        metavar="SPEC",
+        help="file:PATH or blob:https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB "
+        "(default: AUDIT_ANCHORS)",
     )
     anchor = audit_commands.add_parser(
         "anchor", help="append the chain head to an append-only sink outside the database"
     )
-    anchor.add_argument("--sink", metavar="SPEC", help="file:PATH (default: AUDIT_ANCHORS)")
+    anchor.add_argument(
+        "--sink", metavar="SPEC", help="as for verify --anchors (default: AUDIT_ANCHORS)"
+    )
     tail = audit_commands.add_parser("tail", help="events as JSON lines")
     tail.add_argument("--after", type=int, default=0, help="only events after this id")
     access_handlers = access_cli.register(commands)  # users, policy, access
