@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from tqdm import tqdm
 
-from rates_platform import schema, synthetic
+from rates_platform import devrun, schema, synthetic
 from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN, bootstrap
 from rates_platform.dbaccess.cli import connection_from_env
 from rates_platform.dbaccess.rotation import RotationPolicy
@@ -39,13 +37,13 @@ def _database_url() -> str:
     return Settings.from_env().database_url
 
 
-def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str, dict[str, str]]:
+def _prepare_embedded(server: EmbeddedPostgres, data_dir: Path) -> tuple[str, dict[str, str]]:
     """Start (creating on first run) the local server with rotated access for the API.
 
-    Returns the server, the superuser's conninfo and the environment that points the
-    API, and `dbaccess`, at it: no password in either, they come from the local store.
+    Returns the superuser's conninfo and the environment that points the API, and
+    `dbaccess`, at it: no password in either, they come from the local store.
     """
-    server = EmbeddedPostgres(data_dir / "postgres", port)
+    port = server.port
     if not server.running:
         server.start()
     with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
@@ -65,35 +63,32 @@ def _prepare_embedded(data_dir: Path, port: int) -> tuple[EmbeddedPostgres, str,
     }
     lines = "".join(f"{key}='{value}'\n" for key, value in env.items())
     write_private(data_dir / "dbaccess.env", lines.encode())
-    return server, admin, env
+    return admin, env
 
 
 def dev(args: argparse.Namespace) -> int:
-    """Serve the API on a local database, creating and filling it on first run."""
+    """Serve the API on a local database, creating and filling it on first run; see
+    devrun for the supervision (single instance, PostgreSQL restarted, clean stop)."""
+    data_dir = Path(args.data_dir)
     env = dict(os.environ)
     external = env.get("DATABASE_URL") or any(name in env for name in LIBPQ_VARIABLES)
-    server = None
-    if external:
-        admin = _database_url()
-        schema.migrate(admin)
-    else:
-        server, admin, local = _prepare_embedded(Path(args.data_dir), args.pg_port)
-        env.update(local)
-        env.pop("DBACCESS_LOGIN")  # the API logs in with its own rotated credential
-    if not schema.has_prices(admin):
-        counts = schema.load_sample(admin, args.sample)
-        print(f"loaded sample data: {counts}", file=sys.stderr)
-    Settings.from_env(env)  # fail here, with the one-line message, not in every worker
-    gunicorn = subprocess.Popen(SERVE_COMMAND, env=env)
-    # `kill` or a container stop: shut down as on Ctrl-C, database included.
-    signal.signal(signal.SIGTERM, lambda *_: gunicorn.send_signal(signal.SIGTERM))
-    try:
-        return gunicorn.wait()
-    except KeyboardInterrupt:  # Ctrl-C reaches gunicorn too; let it finish shutting down
-        return gunicorn.wait()
-    finally:
-        if server is not None:
-            server.stop()
+    server = None if external else EmbeddedPostgres(data_dir / "postgres", args.pg_port)
+
+    def prepare() -> dict[str, str]:
+        if server is None:
+            admin = _database_url()
+            schema.migrate(admin)
+        else:
+            admin, local = _prepare_embedded(server, data_dir)
+            env.update(local)
+            env.pop("DBACCESS_LOGIN")  # the API logs in with its own rotated credential
+        if not schema.has_prices(admin):
+            counts = schema.load_sample(admin, args.sample)
+            print(f"loaded sample data: {counts}", file=sys.stderr)
+        Settings.from_env(env)  # fail here, with the one-line message, not in every worker
+        return env
+
+    return devrun.run(data_dir, server, prepare, SERVE_COMMAND)
 
 
 def generate_with_progress(conninfo: str, shape: Shape) -> dict[str, float]:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,21 +22,32 @@ pytestmark = pytest.mark.e2e
 EXAMPLE = "/rates?date_from=2021-01-01&date_to=2021-01-31&orig_code=CNGGZ&dest_code=EETLL"
 
 
-def run_dev(data_dir: Path, pg_port: int, api_port: int) -> tuple[subprocess.Popen[str], str]:
+def dev_command(data_dir: Path, pg_port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "rates_platform.cli",
+        "dev",
+        "--data-dir",
+        str(data_dir),
+        "--pg-port",
+        str(pg_port),
+    ]
+
+
+def dev_env(api_port: int, **extra: str) -> dict[str, str]:
+    """No database configured: `rates dev` starts its own."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PG")}
+    return {**env, "PORT": str(api_port), **extra}
+
+
+def run_dev(
+    data_dir: Path, pg_port: int, api_port: int, **extra_env: str
+) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rates_platform.cli",
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--pg-port",
-            str(pg_port),
-        ],
+        dev_command(data_dir, pg_port),
         cwd=ROOT,
-        env={**env, "PORT": str(api_port)},
+        env=dev_env(api_port, **extra_env),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -80,6 +92,12 @@ def interrupt(process: subprocess.Popen[str]) -> str:
     return output
 
 
+def terminate(process: subprocess.Popen[str]) -> str:
+    process.terminate()  # `kill PID`: to `rates dev` alone, which stops the rest
+    output, _ = process.communicate(timeout=60)
+    return output
+
+
 def test_dev_serves_sample_data_keeps_it_and_stops_cleanly(tmp_path: Path) -> None:
     pg_port, api_port = free_port(), free_port()
     process, base = run_dev(tmp_path, pg_port, api_port)
@@ -100,12 +118,90 @@ def test_dev_serves_sample_data_keeps_it_and_stops_cleanly(tmp_path: Path) -> No
     assert requests.get(base + EXAMPLE, timeout=5).json()["rates"] == rates
     first_output = interrupt(process)
     assert "loaded sample data" in first_output
+    assert "Traceback" not in first_output
     assert not EmbeddedPostgres(tmp_path / "postgres", pg_port).running
     for private in ("secrets.enc", "secrets.enc.key", "dbaccess.env"):
         assert (tmp_path / private).stat().st_mode & 0o077 == 0, private
 
     process, base = run_dev(tmp_path, pg_port, api_port)
     assert requests.get(base + EXAMPLE, timeout=5).json()["rates"] == rates
-    second_output = interrupt(process)
+    second_output = terminate(process)
     assert "loaded sample data" not in second_output  # the data persisted
     assert process.returncode == 0, second_output
+    assert "Traceback" not in second_output
+    assert not EmbeddedPostgres(tmp_path / "postgres", pg_port).running
+
+
+def postmaster_pid(server: EmbeddedPostgres) -> int:
+    return int((server.datadir / "postmaster.pid").read_text().split()[0])
+
+
+def seconds_until_rates_answer(base: str, within: float) -> float:
+    """How long until `/rates` answers 200 again; fails after ``within`` seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(base + EXAMPLE, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"/rates did not answer 200 within {within} s")
+
+
+def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    data_dir, private_tmp = tmp_path / "data", tmp_path / "tmp"
+    private_tmp.mkdir()
+    shared_tmp = Path(tempfile.gettempdir())
+    shared_before = set(os.listdir(shared_tmp))
+    pg_port, api_port = free_port(), free_port()
+    process, base = run_dev(data_dir, pg_port, api_port, TMPDIR=str(private_tmp))
+    postgres = EmbeddedPostgres(data_dir / "postgres", pg_port)
+    # The server's shared metrics live with the data: nothing in the temp dir, even if
+    # the run is killed.
+    assert (data_dir / "metrics").is_dir()
+    assert list(private_tmp.iterdir()) == []
+
+    # A second `make run` on the same data, same ports: refused before touching anything.
+    started = time.monotonic()
+    second = subprocess.run(
+        dev_command(data_dir, pg_port),
+        cwd=ROOT,
+        env=dev_env(api_port, TMPDIR=str(private_tmp)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert time.monotonic() - started < 10
+    assert second.returncode != 0
+    lines = (second.stdout + second.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"pid {process.pid}" in lines[0] and str(data_dir) in lines[0], lines[0]
+    assert postgres.running
+    assert requests.get(base + EXAMPLE, timeout=5).status_code == 200
+
+    # PostgreSQL dies, as by a crash: an immediate shutdown, then a killed postmaster.
+    first_pid = postmaster_pid(postgres)
+    postgres.stop(mode="immediate")
+    assert seconds_until_rates_answer(base, within=10) < 10
+    second_pid = postmaster_pid(postgres)
+    assert second_pid != first_pid
+    os.kill(second_pid, signal.SIGKILL)
+    assert seconds_until_rates_answer(base, within=10) < 10
+    assert postmaster_pid(postgres) not in (first_pid, second_pid)
+
+    output = interrupt(process)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert output.count("PostgreSQL is running again") == 2, output
+    assert not postgres.running
+    with pytest.raises(requests.ConnectionError):  # the server stopped too
+        requests.get(base + "/healthz", timeout=2)
+    assert list(private_tmp.iterdir()) == []
+    # Nor in the shared one, should anything ignore TMPDIR: PostgreSQL's socket or lock
+    # (named by our port), or a metrics directory.
+    ours = (str(pg_port), str(api_port), "rates-metrics-")
+    new_entries = set(os.listdir(shared_tmp)) - shared_before
+    assert {name for name in new_entries if any(mark in name for mark in ours)} == set()
+    assert not (data_dir / "metrics").exists()
