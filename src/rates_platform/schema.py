@@ -34,6 +34,23 @@ def _yoyo_uri(conninfo: str) -> str:
     return "postgresql+psycopg:///?" + urlencode(params)
 
 
+# A non-superuser administrator (Azure's: NOSUPERUSER CREATEROLE CREATEDB) needs
+# membership in rates_owner to hand it objects (ALTER ... OWNER needs SET) and to change
+# the objects it owns in later migrations (INHERIT). Having created rates_owner, it holds
+# ADMIN on it (PostgreSQL 16+), so it can grant itself that membership.
+_ACT_AS_OWNER = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'rates_owner')
+       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT (pg_has_role(current_user, 'rates_owner', 'SET')
+                AND pg_has_role(current_user, 'rates_owner', 'USAGE')) THEN
+        GRANT rates_owner TO CURRENT_USER WITH INHERIT TRUE, SET TRUE;
+    END IF;
+END
+$$
+"""
+
 # Migrations run as the migrating login; afterwards every object of the service is
 # handed to the NOLOGIN owner role, so no login role owns anything (yoyo's own
 # bookkeeping tables excepted).
@@ -42,6 +59,11 @@ DO $$
 DECLARE
     item record;
 BEGIN
+    -- The schema first: a new owner needs CREATE on the schema of what it gets.
+    IF EXISTS (SELECT FROM pg_namespace
+               WHERE nspname = 'audit' AND nspowner <> 'rates_owner'::regrole) THEN
+        ALTER SCHEMA audit OWNER TO rates_owner;
+    END IF;
     FOR item IN
         SELECT format('ALTER %s %s OWNER TO rates_owner',
                       CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
@@ -56,9 +78,6 @@ BEGIN
         SELECT format('ALTER FUNCTION %s OWNER TO rates_owner', p.oid::regprocedure)
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'audit' AND p.proowner <> 'rates_owner'::regrole
-        UNION ALL
-        SELECT 'ALTER SCHEMA audit OWNER TO rates_owner'
-        FROM pg_namespace WHERE nspname = 'audit' AND nspowner <> 'rates_owner'::regrole
     LOOP
         EXECUTE item.statement;
     END LOOP;
@@ -71,6 +90,8 @@ def migrate(conninfo: str) -> list[str]:
     """Apply pending migrations under yoyo's lock; return the ids applied."""
     migrations_dir = resources.files("rates_platform").joinpath("migrations")
     migrations = read_migrations(str(migrations_dir))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(_ACT_AS_OWNER)  # for what earlier runs handed to rates_owner
     backend = get_backend(_yoyo_uri(conninfo))
     try:
         with backend.lock():
@@ -79,6 +100,7 @@ def migrate(conninfo: str) -> list[str]:
     finally:
         backend.connection.close()
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(_ACT_AS_OWNER)  # rates_owner may be new
         conn.execute(_OWN_EVERYTHING)
     return [m.id for m in pending]
 

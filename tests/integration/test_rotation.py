@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +22,14 @@ from rates_platform.dbaccess.rotation import (
     RotationPolicy,
     Rotator,
 )
-from rates_platform.dbaccess.secrets import CURRENT, PENDING, PREVIOUS, LocalFileStore, with_stage
+from rates_platform.dbaccess.secrets import (
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    LocalFileStore,
+    SecretVersion,
+    with_stage,
+)
 from rates_platform.devdb import EmbeddedPostgres
 from tests.support import PreparedDatabase, prepare_database, start_server
 
@@ -80,7 +87,7 @@ def can_read(conninfo: str) -> bool:
 def test_bootstrap_gives_the_api_a_working_least_privileged_login(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     status = rotator.status()
     assert status.active_slot in SLOTS and status.pending_step is None
     assert can_read(login(db, store))
@@ -94,7 +101,7 @@ def test_bootstrap_gives_the_api_a_working_least_privileged_login(
 def test_rotation_alternates_slots_and_the_previous_works_during_grace(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     first = rotator.status().active_slot
     assert rotator.run(force=True) == "rotated"
     assert rotator.status().active_slot == (SLOTS - {first}).pop()
@@ -107,7 +114,7 @@ def test_after_grace_the_previous_slot_is_retired_and_its_sessions_ended(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
     policy = RotationPolicy(grace=timedelta(seconds=30))
-    rotator = bootstrap(db.admin, store, server_of(db), policy)
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
     rotator.run(force=True)
     old = login(db, store, PREVIOUS)
     session = psycopg.connect(old, autocommit=True)
@@ -122,7 +129,9 @@ def test_after_grace_the_previous_slot_is_retired_and_its_sessions_ended(
 def test_twenty_rotations_leave_no_slot_owning_anything(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    # Each rotation waits for the previous one's grace: keep it short here.
+    policy = RotationPolicy(grace=timedelta(seconds=0.2))
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
     for _ in range(20):
         rotator.run(force=True)
     with psycopg.connect(db.admin) as conn:
@@ -147,7 +156,7 @@ def test_twenty_rotations_leave_no_slot_owning_anything(
 def test_a_failed_step_is_never_retried_with_the_same_password(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     before = with_stage(store, "rates-db-app", CURRENT)
 
     def fail_after_set(step: str) -> None:
@@ -158,11 +167,18 @@ def test_a_failed_step_is_never_retried_with_the_same_password(
     with pytest.raises(RotationFailed):
         failing.run(force=True)
     assert with_stage(store, "rates-db-app", PENDING) is None
-    assert with_stage(store, "rates-db-app", CURRENT) == before  # nothing switched
-    failed_password = next(
-        v for v in store._load()["rates-db-app"] if v["tags"].get("step") == "failed"
-    )["value"]["password"]
+    after = with_stage(store, "rates-db-app", CURRENT)
+    assert before is not None and after is not None
+    assert after.version_id == before.version_id  # nothing switched
+    assert rotator.status().failed  # and status says so
+    failed = next(v for v in store._load()["rates-db-app"] if v["tags"].get("step") == "failed")
+    failed_password = failed["value"]["password"]
+    failed_login = make_conninfo(
+        server_of(db), user=failed["value"]["username"], password=failed_password
+    )
+    assert not can_read(failed_login)  # disabled at once, not left to work for 60 days
     rotator.run(force=True)
+    assert not rotator.status().failed
     current = with_stage(store, "rates-db-app", CURRENT)
     assert current is not None and current.value["password"] != failed_password
     assert can_read(login(db, store))
@@ -172,7 +188,7 @@ def test_a_failed_step_is_never_retried_with_the_same_password(
 def test_a_crash_at_any_step_is_resumed_by_the_next_run(
     db: PreparedDatabase, store: LocalFileStore, step: str
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     before = rotator.status().active_slot
 
     def crash(reached: str) -> None:
@@ -193,7 +209,7 @@ def test_a_crash_at_any_step_is_resumed_by_the_next_run(
 def test_two_rotations_at_once_one_runs_the_other_says_so(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     inside = threading.Event()
 
     def linger(step: str) -> None:
@@ -216,7 +232,7 @@ def test_valid_until_is_the_intended_instant_whatever_the_server_timezone(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
     policy = RotationPolicy(lifetime=timedelta(seconds=4))
-    rotator = bootstrap(db.admin, store, server_of(db), policy)
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
     version = with_stage(store, "rates-db-app", CURRENT)
     assert version is not None
     intended = datetime.fromisoformat(version.tags["valid_until"])
@@ -235,7 +251,7 @@ def test_valid_until_is_the_intended_instant_whatever_the_server_timezone(
 def test_no_password_reaches_any_log_audit_row_or_error(
     db: PreparedDatabase, store: LocalFileStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     errors = []
     for step in ("set", "test"):
 
@@ -269,7 +285,7 @@ def test_no_password_reaches_any_log_audit_row_or_error(
 def test_the_bootstrap_command_sets_up_access_from_an_administrator_login(
     db: PreparedDatabase, store: LocalFileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", db.admin)  # the superuser, over its socket
+    monkeypatch.setenv("DATABASE_URL", db.migrator)  # the Azure-shaped administrator
     monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
     assert dbaccess_main(["bootstrap"]) == 0
     assert can_read(login(db, store))
@@ -286,7 +302,7 @@ def test_the_rotate_command_exports_metrics_and_exit_codes(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     monkeypatch.setenv("DATABASE_URL", server_of(db))
     monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
     monkeypatch.setenv("DBACCESS_LOGIN", "rates-db-rotator")
@@ -307,12 +323,12 @@ def test_the_rotate_command_exports_metrics_and_exit_codes(
 def test_the_rotator_can_manage_the_slots_but_not_act_as_them(
     db: PreparedDatabase, store: LocalFileStore
 ) -> None:
-    rotator = bootstrap(db.admin, store, server_of(db), RotationPolicy())
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
     with psycopg.connect(rotator.conninfo, autocommit=True) as conn:
         flags = conn.execute(
             "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
-        assert flags == (False, True, False)
+        assert flags == (False, False, False)  # no CREATEROLE: see test_rotation_privileges
         for statement in (
             "SELECT count(*) FROM prices",
             "SET ROLE rates_app_a",
@@ -321,3 +337,46 @@ def test_the_rotator_can_manage_the_slots_but_not_act_as_them(
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+class CrashOnFinishLabel:
+    """A store that dies when the finish step labels the new version current."""
+
+    def __init__(self, store: LocalFileStore) -> None:
+        self.store = store
+
+    def versions(self, name: str) -> list[SecretVersion]:
+        return self.store.versions(name)
+
+    def add_version(
+        self, name: str, value: Mapping[str, str], stages: set[str], tags: Mapping[str, str]
+    ) -> SecretVersion:
+        return self.store.add_version(name, value, stages, tags)
+
+    def update(self, name: str, version_id: str, stages: set[str], tags: Mapping[str, str]) -> None:
+        if CURRENT in stages and tags.get("step") == "finish":
+            raise Crash
+        self.store.update(name, version_id, stages, tags)
+
+
+def test_a_rotation_dying_inside_the_grace_never_makes_a_disabled_login_current(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    """The review's sequence: rotation 1 finishes; rotation 2 starts inside the grace
+    and dies after `test`, before `finish`; the next run comes after the grace."""
+    policy = RotationPolicy(grace=timedelta(seconds=2))
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
+    assert rotator.run(force=True) == "rotated"  # rotation 1
+    with pytest.raises(Crash):  # rotation 2, inside the grace
+        Rotator(CrashOnFinishLabel(store), rotator.conninfo, policy).run(force=True)
+    time.sleep(2.2)  # the next run comes after the grace
+    assert rotator.run(force=False) in {"rotated", "not due"}
+    status = rotator.status()
+    assert status.pending_step is None and not status.stuck
+    currents = [v for v in store.versions("rates-db-app") if CURRENT in v.stages]
+    assert len(currents) == 1
+    works = can_read(login(db, store))
+    assert works, "the current credential cannot log in"
+    time.sleep(2.2)  # and after the next grace, still one working login
+    rotator.run(force=False)
+    assert can_read(login(db, store))

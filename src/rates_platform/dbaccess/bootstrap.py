@@ -7,6 +7,8 @@ works, and repairs what does not (a recreated database, a lost store).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -55,8 +57,20 @@ def ensure_rotator_login(admin: str, store: SecretStore, server: str) -> str:
     return conninfo
 
 
+def configure_lifetime(admin: str, lifetime: timedelta) -> None:
+    """The longest VALID UNTIL rates_credentials' functions accept from the rotator.
+
+    The administrator acts as rates_credentials (migration 0008 lets it) for this one
+    update: the rotator itself can read the setting but never change it.
+    """
+    with psycopg.connect(admin) as conn, conn.transaction():
+        conn.execute("SET LOCAL ROLE rates_credentials")
+        conn.execute("UPDATE credentials.settings SET max_lifetime = %s", (lifetime,))
+
+
 def bootstrap(admin: str, store: SecretStore, server: str, policy: RotationPolicy) -> Rotator:
     """Make ``server`` reachable by the API through the store; return the rotator."""
+    configure_lifetime(admin, policy.lifetime)
     rotator = Rotator(store, ensure_rotator_login(admin, store, server), policy)
     current = with_stage(store, policy.secret_name, CURRENT)
     works = current is not None and _logs_in(make_conninfo(server, **current.login()))

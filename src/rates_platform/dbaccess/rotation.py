@@ -1,27 +1,37 @@
-"""Credential rotation: a resumable, idempotent state machine over two login slots.
+"""Credential rotation: a resumable state machine over two login slots.
 
     create  a new random password as a *pending* version, aimed at the inactive slot
-    set     give that slot LOGIN and the password (as a SCRAM verifier), audited in the
-            same transaction
-    test    log in with it
+    set     give that slot LOGIN and the password (as a SCRAM verifier), through
+            rates_credentials' function, which audits it and bumps the slot's generation
+    test    log in with it; proves the password for the generation it saw
     finish  pending becomes current; the old current becomes previous, and keeps
-            working for a grace period, after which a later run retires it
+            working for a full grace period, after which a later run retires it
 
-Each step records its completion on the pending version, so a run that crashed at any
-point is resumed by the next one. A failed test marks the version failed: it is never
-used again, and the next run starts from a new password.
+Every step re-checks what it relies on, because any run may have died anywhere and
+the next one resumes from the store's tags:
+- the slot a new password goes to must be free: if the previous credential is still in
+  its grace period there, the run waits for the grace to end and retires it first, so
+  a grace is never cut short;
+- a retirement never touches a slot whose password a pending version has already set;
+- finish requires a test of the slot's current generation: any change to the slot
+  after the test (a retirement, an administrator) fails the version instead.
+A failed version is never reused: its slot's login is disabled at once (unless a
+working credential still lives there), and the next run starts from a new password.
+Slots that log in but hold no credential the store knows (a lost or restored store)
+are disabled (lost-store recovery).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
@@ -36,9 +46,13 @@ from rates_platform.dbaccess.secrets import (
     with_stage,
 )
 
+log = logging.getLogger(__name__)
+
 # pg_try_advisory_lock key: one rotation at a time per database, whatever the host.
 ROTATION_LOCK = 0x5241_5445_524F_54  # "RATEROT"
 STEPS = ("create", "set", "test", "finish")
+# A retirement ends the slot's sessions and checks that none remain, this many times.
+RETIRE_ATTEMPTS = 5
 
 
 class RotationBusy(RuntimeError):
@@ -49,13 +63,17 @@ class RotationFailed(RuntimeError):
     """A step failed; the pending version is marked failed and will not be reused."""
 
 
+class _Stale(RuntimeError):
+    """The slot changed after the step that proved the pending password."""
+
+
 @dataclass(frozen=True)
 class RotationPolicy:
     secret_name: str = "rates-db-app"  # noqa: S105 - a name, not a secret
     slots: tuple[str, str] = ("rates_app_a", "rates_app_b")
     period: timedelta = timedelta(days=30)
-    # Longer than the API pool's connection lifetime: no live connection uses a slot
-    # when it is retired.
+    # Longer than the API pool's connection lifetime plus its credential cache: no live
+    # connection uses a slot when it is retired.
     grace: timedelta = timedelta(hours=1)
     # A credential lapses by itself if rotation stops for this long.
     lifetime: timedelta = timedelta(days=60)
@@ -75,8 +93,24 @@ class Status:
     pending_step: str | None
     pending_since: datetime | None
     stuck: bool
+    failed: bool  # the last rotation failed and none has succeeded since
     previous_slot: str | None
     previous_retire_after: datetime | None
+
+
+def login_conninfo(conninfo: str, login: dict[str, str]) -> str:
+    """``conninfo`` with another login: host, TLS settings (sslrootcert...) kept."""
+    params = {k: v for k, v in conninfo_to_dict(conninfo).items() if k not in ("user", "password")}
+    return make_conninfo("", **params, **login)
+
+
+def generation(conn: psycopg.Connection[Any], role: str) -> int:
+    row = conn.execute(
+        "SELECT generation FROM credentials.changes WHERE role_name = %s", (role,)
+    ).fetchone()
+    if row is None:
+        raise psycopg.errors.UndefinedObject(f"role {role} is not managed by rates_credentials")
+    return int(row[0])
 
 
 class Rotator:
@@ -87,8 +121,10 @@ class Rotator:
         store: SecretStore,
         conninfo: str,
         policy: RotationPolicy,
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_step: Callable[[str], None] = lambda _step: None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.conninfo = conninfo
@@ -97,6 +133,7 @@ class Rotator:
         # Called inside each step, after its effect and before it is recorded: the worst
         # moment to crash, which is what the crash tests do there.
         self.on_step = on_step
+        self.sleep = sleep
 
     # -- reading state --------------------------------------------------------------
 
@@ -110,6 +147,7 @@ class Rotator:
     def status(self) -> Status:
         current, pending, previous = (self._stage(s) for s in (CURRENT, PENDING, PREVIOUS))
         now = self.clock()
+        failed = bool(current and "failed_at" in current.tags)
         return Status(
             active_slot=current.value["username"] if current else None,
             current_since=current.created_at if current else None,
@@ -117,18 +155,19 @@ class Rotator:
             pending_step=pending.tags.get("step") if pending else None,
             pending_since=pending.created_at if pending else None,
             stuck=bool(pending and now - pending.created_at > self.policy.stuck_after),
+            failed=failed,
             previous_slot=previous.value["username"] if previous else None,
-            previous_retire_after=(
-                datetime.fromisoformat(previous.tags["retire_after"])
-                if previous and "retire_after" in previous.tags
-                else None
-            ),
+            previous_retire_after=_retire_after(previous) if previous else None,
         )
+
+    def _in_grace(self, previous: SecretVersion | None) -> SecretVersion | None:
+        """The previous version if its login may still be in use (not yet retired)."""
+        return previous if previous is not None and "retired" not in previous.tags else None
 
     # -- running ----------------------------------------------------------------------
 
     def run(self, *, force: bool) -> str:
-        """Retire an expired previous slot, then rotate if due (or forced).
+        """Retire what is due, disable untracked logins, then rotate if due (or forced).
 
         Returns what was done; raises RotationBusy if another run holds the lock.
         """
@@ -139,22 +178,41 @@ class Rotator:
             try:
                 self._settle_labels()
                 retired = self._retire_expired(conn)
-                if not (force or self.due() or self._stage(PENDING)):
+                retired |= self._retire_untracked(conn)
+                pending, current = self._stage(PENDING), self._stage(CURRENT)
+                broken = current is not None and not self._logs_in(current)
+                if not (force or broken or pending or self.due()):
                     return "retired an expired slot; rotation not due" if retired else "not due"
-                self._rotate(conn)
+                self._rotate(conn, pending)
                 return "rotated"
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ROTATION_LOCK,))
 
-    def _rotate(self, conn: psycopg.Connection[Any]) -> None:
-        pending = self._stage(PENDING) or self._create(conn)
-        step = pending.tags.get("step", "create")
+    def _logs_in(self, version: SecretVersion) -> bool:
         try:
-            if step == "create":
+            with psycopg.connect(
+                login_conninfo(self.conninfo, version.login()), connect_timeout=10
+            ):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _rotate(self, conn: psycopg.Connection[Any], pending: SecretVersion | None) -> None:
+        if pending is None:
+            current = self._stage(CURRENT)
+            active = current.value["username"] if current else None
+            self._make_room(conn, next(s for s in self.policy.slots if s != active))
+            pending = self._create()
+        try:
+            if pending.tags.get("step") == "new":
+                pending = self._audit_create(conn, pending)
+            if pending.tags["step"] == "create":
+                self._make_room(conn, pending.value["username"])
                 pending = self._set(conn, pending)
             if pending.tags["step"] == "set":
                 pending = self._test(conn, pending)
-        except psycopg.Error as exc:
+            self._check_finish(conn, pending)
+        except (psycopg.Error, _Stale) as exc:
             self._fail(conn, pending, exc)
             raise RotationFailed(f"rotation step failed: {type(exc).__name__}") from None
         self._finish(conn, pending)
@@ -166,63 +224,88 @@ class Rotator:
             version.version_id, version.created_at, version.value, frozenset(stages), merged
         )
 
-    def _create(self, conn: psycopg.Connection[Any]) -> SecretVersion:
+    def _make_room(self, conn: psycopg.Connection[Any], slot: str) -> None:
+        """Wait for the end of the grace of a previous credential on ``slot``; retire it."""
+        previous = self._in_grace(self._stage(PREVIOUS))
+        if previous is None or previous.value["username"] != slot:
+            return
+        wait = (_retire_after(previous) - self.clock()).total_seconds()
+        if wait > 0:
+            log.info("waiting %.1f s for the grace of %s to end before reusing it", wait, slot)
+            self.sleep(wait)
+        self._retire(conn, previous)
+
+    def _create(self) -> SecretVersion:
         current = self._stage(CURRENT)
         active = current.value["username"] if current else None
         slot = next(s for s in self.policy.slots if s != active)
         valid_until = self.clock() + self.policy.lifetime
-        version = self.store.add_version(
+        return self.store.add_version(
             self.policy.secret_name,
             {"username": slot, "password": new_password()},
             {PENDING},
-            {"step": "create", "valid_until": valid_until.isoformat()},
+            {"step": "new", "valid_until": valid_until.isoformat()},
         )
+
+    def _audit_create(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> SecretVersion:
+        """Recorded after the version exists (its id is the store's), before any use."""
         self.on_step("create")
         audit.record(
             conn,
             Event.ROTATION_CREATE,
-            slot,
-            details={"version": version.version_id, "valid_until": utc_literal(valid_until)},
+            pending.value["username"],
+            details={
+                "version": pending.version_id,
+                "valid_until": utc_literal(datetime.fromisoformat(pending.tags["valid_until"])),
+            },
         )
-        return version
+        return self._mark(pending, {PENDING}, step="create")
 
     def _set(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> SecretVersion:
         slot = pending.value["username"]
         valid_until = datetime.fromisoformat(pending.tags["valid_until"])
         verifier = scram_verifier(conn, slot, pending.value["password"])
-        with conn.transaction():
-            conn.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {} VALID UNTIL {}").format(
-                    sql.Identifier(slot),
-                    sql.Literal(verifier),
-                    sql.Literal(utc_literal(valid_until)),
-                )
-            )
-            audit.record(
-                conn,
-                Event.ROTATION_SET,
-                slot,
-                details={"version": pending.version_id, "valid_until": utc_literal(valid_until)},
-            )
+        row = conn.execute(
+            "SELECT credentials.set_password(%s, %s, %s, %s)",
+            (slot, verifier, valid_until, pending.version_id),
+        ).fetchone()
         self.on_step("set")
-        return self._mark(pending, {PENDING}, step="set")
+        return self._mark(pending, {PENDING}, step="set", set_generation=str(row[0] if row else ""))
 
     def _test(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> SecretVersion:
+        """Log in as the slot; valid only if the slot did not change since ``set``."""
         slot = pending.value["username"]
-        params = conn.info.get_parameters()
-        server = make_conninfo(
-            host=conn.info.host,
-            port=conn.info.port,
-            dbname=params["dbname"],
-            sslmode=params.get("sslmode", "prefer"),
-        )
+        before = generation(conn, slot)
         with psycopg.connect(
-            make_conninfo(server, **pending.login()), connect_timeout=10, autocommit=True
+            login_conninfo(self.conninfo, pending.login()), connect_timeout=10, autocommit=True
         ) as login:
             login.execute("SELECT count(*) FROM ports").fetchone()
+        after = generation(conn, slot)
+        if not before == after == int(pending.tags["set_generation"]):
+            raise _Stale(f"{slot} changed after its password was set")
         self.on_step("test")
-        audit.record(conn, Event.ROTATION_TEST, slot, details={"version": pending.version_id})
-        return self._mark(pending, {PENDING}, step="test")
+        audit.record(
+            conn,
+            Event.ROTATION_TEST,
+            slot,
+            details={"version": pending.version_id, "generation": after},
+        )
+        return self._mark(pending, {PENDING}, step="test", tested_generation=str(after))
+
+    def _check_finish(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> None:
+        """Finish only what was tested after the slot's last change, and still holds."""
+        slot = pending.value["username"]
+        current = self._stage(CURRENT)
+        if current is not None and current.value["username"] == slot:
+            raise _Stale(f"{slot} holds the current credential")
+        if pending.tags.get("tested_generation") != str(generation(conn, slot)):
+            raise _Stale(f"{slot} changed after its password was tested")
+        row = conn.execute(
+            "SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = %s", (slot,)
+        ).fetchone()
+        intended = datetime.fromisoformat(pending.tags["valid_until"])
+        if row is None or not row[0] or row[1] is None or abs(row[1] - intended) > _MS:
+            raise _Stale(f"{slot}'s login is not the one tested")
 
     def _finish(self, conn: psycopg.Connection[Any], pending: SecretVersion) -> None:
         audit.record(
@@ -240,50 +323,112 @@ class Rotator:
 
         The new version is labelled current before the old one is relabelled, so a
         reader always finds a working credential, and a run that stopped in between
-        is completed here by the next one.
+        is completed here by the next one. The grace starts when the old version is
+        relabelled, so it is never shorter than ``grace``.
         """
         name = self.policy.secret_name
         retire_after = (self.clock() + self.policy.grace).isoformat()
         currents = [v for v in self.store.versions(name) if CURRENT in v.stages]
         for older in currents[1:]:
-            self._mark(older, {PREVIOUS}, retire_after=retire_after)
+            tags = {k: v for k, v in older.tags.items() if k not in ("failed_at", "retired")}
+            self.store.update(
+                name, older.version_id, {PREVIOUS}, {**tags, "retire_after": retire_after}
+            )
         previous = [v for v in self.store.versions(name) if PREVIOUS in v.stages]
         for older in previous[1:]:
             self.store.update(name, older.version_id, set(), older.tags)
 
     def _fail(self, conn: psycopg.Connection[Any], pending: SecretVersion, exc: Exception) -> None:
+        """Never reuse the version; take its password off the slot unless a working
+        credential (the current, or a previous in grace not yet replaced) lives there."""
+        slot = pending.value["username"]
         self._mark(pending, set(), step="failed")
+        current, previous = self._stage(CURRENT), self._in_grace(self._stage(PREVIOUS))
+        in_use = {current.value["username"]} if current else set()
+        if previous is not None and pending.tags.get("step") in ("new", "create"):
+            in_use.add(previous.value["username"])
+        if slot not in in_use:
+            try:
+                conn.execute(
+                    "SELECT credentials.disable_login(%s, 'failed', %s)", (slot, pending.version_id)
+                )
+            except psycopg.Error as disable_error:  # the next run's untracked check retries
+                log.warning("could not disable %s: %s", slot, type(disable_error).__name__)
         audit.record(
             conn,
             Event.ROTATION_FAIL,
-            pending.value["username"],
+            slot,
             success=False,
             details={"version": pending.version_id, "error": type(exc).__name__},
         )
+        if current is not None:
+            self._mark(current, set(current.stages), failed_at=self.clock().isoformat())
+
+    def _retire(self, conn: psycopg.Connection[Any], previous: SecretVersion) -> None:
+        """Disable the login and commit, then end its sessions until none remain."""
+        slot = previous.value["username"]
+        conn.execute(
+            "SELECT credentials.disable_login(%s, 'retired', %s)", (slot, previous.version_id)
+        )
+        self.on_step("retire")
+        for _attempt in range(RETIRE_ATTEMPTS):
+            conn.execute("SELECT credentials.end_sessions(%s)", (slot,))
+            left = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (slot,)
+            ).fetchone()
+            if left == (0,):
+                break
+            self.sleep(0.1)
+        else:
+            raise RotationFailed(f"sessions of {slot} survive its retirement; rerun")
+        self._mark(previous, {PREVIOUS}, retired="yes")
 
     def _retire_expired(self, conn: psycopg.Connection[Any]) -> bool:
-        previous, current = self._stage(PREVIOUS), self._stage(CURRENT)
-        if previous is None or previous.tags.get("retired") == "yes":
-            return False
-        if self.clock() < datetime.fromisoformat(previous.tags["retire_after"]):
+        previous = self._in_grace(self._stage(PREVIOUS))
+        if previous is None or self.clock() < _retire_after(previous):
             return False
         slot = previous.value["username"]
+        current, pending = self._stage(CURRENT), self._stage(PENDING)
         if current is not None and current.value["username"] == slot:
-            return False  # the slot is in use again: nothing to retire
-        with conn.transaction():
-            conn.execute(sql.SQL("ALTER ROLE {} WITH NOLOGIN").format(sql.Identifier(slot)))
-            ended = conn.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
-                (slot,),
-            ).fetchone()
-            audit.record(
-                conn,
-                Event.ROTATION_RETIRE,
-                slot,
-                details={
-                    "version": previous.version_id,
-                    "sessions_ended": ended[0] if ended else 0,
-                },
-            )
-        self._mark(previous, {PREVIOUS}, retired="yes")
+            self._mark(previous, {PREVIOUS}, retired="in use again")
+            return False
+        if (
+            pending is not None
+            and pending.value["username"] == slot
+            and pending.tags.get("step") in ("set", "test")
+        ):
+            # A pending password already replaced it: retiring would disable that one.
+            self._mark(previous, {PREVIOUS}, retired="replaced")
+            return False
+        self._retire(conn, previous)
         return True
+
+    def _retire_untracked(self, conn: psycopg.Connection[Any]) -> bool:
+        """Lost-store recovery: disable slots that log in with no credential the store
+        still uses (neither current, nor previous in grace, nor pending)."""
+        tracked = {
+            v.value["username"]
+            for v in (
+                self._stage(CURRENT),
+                self._stage(PENDING),
+                self._in_grace(self._stage(PREVIOUS)),
+            )
+            if v is not None
+        }
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND rolcanlogin",
+            (list(self.policy.slots),),
+        ).fetchall()
+        untracked = [slot for (slot,) in rows if slot not in tracked]
+        for slot in untracked:
+            log.warning("%s logs in with a password the store does not hold: disabling", slot)
+            conn.execute("SELECT credentials.disable_login(%s, 'untracked', '')", (slot,))
+            conn.execute("SELECT credentials.end_sessions(%s)", (slot,))
+        return bool(untracked)
+
+
+_MS = timedelta(milliseconds=1)
+
+
+def _retire_after(version: SecretVersion) -> datetime:
+    return datetime.fromisoformat(version.tags["retire_after"])

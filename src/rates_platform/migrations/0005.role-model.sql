@@ -25,5 +25,13 @@ END
 $$;
 -- ADMIN without INHERIT or SET: the rotator may manage the slots, not act as them.
 GRANT rates_app_a, rates_app_b TO rates_rotator WITH ADMIN OPTION, INHERIT FALSE, SET FALSE;
-GRANT pg_signal_backend TO rates_rotator;
+-- Only a superuser may grant pg_signal_backend (an Azure-shaped administrator cannot);
+-- 0008 revokes it again in favour of rates_credentials' functions.
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        GRANT pg_signal_backend TO rates_rotator;
+    END IF;
+END
+$$;
 GRANT USAGE, CREATE ON SCHEMA public TO rates_owner;
