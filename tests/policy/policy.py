@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import hcl2
 import yaml
 
 from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN
+from rates_platform.dbaccess.keyvault import CREATED_TAG, STAGES_TAG
 from rates_platform.dbaccess.rotation import RotationPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +32,7 @@ UNTAGGABLE = {
     "azurerm_role_assignment",
     "azurerm_role_definition",
     "azurerm_storage_container",
+    "azurerm_storage_container_immutability_policy",
     "azurerm_federated_identity_credential",
     "azurerm_subnet_network_security_group_association",
     "azurerm_postgresql_flexible_server_configuration",
@@ -601,4 +605,108 @@ def check_pipeline_gates(root: Path = ROOT) -> list[str]:
                 problems.append(f"{path}: image {image} is not pinned by digest")
     if not (root / ".github" / "zap" / "rules.tsv").exists():
         problems.append(".github/zap/rules.tsv: ZAP's accepted warnings are missing")
+    return problems
+
+
+def deploy_section(root: Path = ROOT) -> str:
+    text = (root / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Deploy\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _outputs(path: Path) -> set[str]:
+    return {name for block in parse(path).get("output", []) for name in block}
+
+
+def _secret_set_problems(command: str) -> list[str]:
+    """An `az keyvault secret set` command against what dbaccess.keyvault reads."""
+    problems = []
+    name = re.search(r"--name\s+(\S+)", command)
+    if not name or name.group(1) not in {RotationPolicy().secret_name, ROTATOR_LOGIN}:
+        problems.append(f"README: {command!r} sets no secret the code reads")
+    value = re.search(r"--value\s+'([^']*)'", command)
+    try:
+        keys = set(json.loads(value.group(1))) if value else set()
+    except json.JSONDecodeError:
+        keys = set()
+    if not {"username", "password"} <= keys:
+        problems.append(f"README: {command!r}: the value must be JSON with username and password")
+    tags = dict(re.findall(r"(\w+)=(\S+)", command.split("--tags", 1)[-1]))
+    stages = set(tags.get(STAGES_TAG, "").split(","))
+    if "--tags" not in command or not stages or not stages <= {"current", "pending", "previous"}:
+        problems.append(f"README: {command!r}: tag {STAGES_TAG} must name stages")
+    if CREATED_TAG in tags:
+        try:
+            datetime.fromisoformat(tags[CREATED_TAG])
+        except ValueError:
+            problems.append(f"README: {command!r}: tag {CREATED_TAG} must be an ISO instant")
+    return problems
+
+
+def check_readme_deploy(root: Path = ROOT) -> list[str]:
+    """The Deploy section's first run against the code, the stacks and the workflows."""
+    problems = []
+    section = deploy_section(root)
+    infra = root / "infrastructure"
+    documents = _workflow_documents(root)
+    workflow_text = "\n".join((root / path).read_text(encoding="utf-8") for path in documents)
+    for name in sorted(set(re.findall(r"vars\.([A-Z0-9_]+)", workflow_text))):
+        if name not in section:
+            problems.append(f"README: GitHub variable {name} (used by the workflows) is missing")
+    client_ids = {i["client_id_variable"] for i in github_identities(infra).values()}
+    for name in sorted(set(re.findall(r"AZURE_[A-Z]+_CLIENT_ID", section)) ^ client_ids):
+        problems.append(f"README and bootstrap disagree on the client id variable {name}")
+    names = {RotationPolicy().secret_name, ROTATOR_LOGIN}
+    for secret in sorted(set(re.findall(r"rates-db-[a-z]+", section)) - names):
+        problems.append(f"README: {secret} is no secret the code reads")
+    jobs = {
+        job["name"]
+        for job in _locals(infra / "modules" / "container_apps" / "main.tf")["all_jobs"].values()
+    }
+    for job in sorted(
+        set(re.findall(r"caj-rates-<env>-(\w+)|-(access|sample|migrate)\b", section))
+    ):
+        for name in filter(None, job):
+            if name not in jobs:
+                problems.append(f"README: job {name} does not exist")
+    for command in re.findall(r"az keyvault secret set[^`\n]*", section):
+        problems.extend(_secret_set_problems(command))
+    bootstrap_outputs = _outputs(infra / "bootstrap" / "outputs.tf")
+    for output in re.findall(
+        r"terraform output -json (\w+)|\(output `(\w+)`\)|\(`(\w+)`\)", section
+    ):
+        for name in filter(None, output):
+            if name not in bootstrap_outputs:
+                problems.append(f"README: bootstrap has no output {name}")
+    return problems
+
+
+def check_terraform_inputs(root: Path = ROOT) -> list[str]:
+    """Every app-infra variable without a default and missing from a tfvars file is
+    passed (TF_VAR_name) by every workflow job that runs terraform: -input=false would
+    otherwise stop the first plan or apply."""
+    infra = root / "infrastructure"
+    variables = {
+        name: body
+        for block in parse(infra / "app-infra" / "variables.tf").get("variable", [])
+        for name, body in block.items()
+    }
+    values = tfvars(infra).values()
+    needed = {
+        name
+        for name, body in variables.items()
+        if "default" not in body and not all(name in v for v in values)
+    }
+    problems = []
+    for path, document in _workflow_documents(root).items():
+        for job_name, job in (document.get("jobs") or {}).items():
+            if not any(
+                "./.github/actions/terraform" in str(s.get("uses", ""))
+                for s in job.get("steps", [])
+            ):
+                continue
+            passed = {k.removeprefix("TF_VAR_") for k in (job.get("env") or {})}
+            for name in sorted(needed - passed):
+                problems.append(f"{path}: {job_name} runs terraform without TF_VAR_{name}")
     return problems

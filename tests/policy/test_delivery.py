@@ -26,6 +26,7 @@ def repo(tmp_path: Path) -> Path:
     """A copy of what the checks read: the infrastructure and the pipelines."""
     shutil.copytree(policy.INFRA, tmp_path / "infrastructure")
     shutil.copytree(policy.ROOT / ".github", tmp_path / ".github")
+    shutil.copy(policy.ROOT / "README.md", tmp_path / "README.md")
     return tmp_path
 
 
@@ -51,6 +52,8 @@ PIPELINE_CHECKS: list[Check] = [
     policy.check_pipeline_order,
     policy.check_pipeline_gates,
     policy.check_workflows,
+    policy.check_readme_deploy,
+    policy.check_terraform_inputs,
 ]
 
 
@@ -252,6 +255,49 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
         'cat comment.md # "$PR"',
         policy.check_pipeline_order,
         "commented",
+    ),
+    (  # the old first run: an administrator login nothing reads, seeded by hand
+        "README.md",
+        "4. **Push to main**",
+        "4. Store `rates-db-migrator` (the administrator) in Key Vault.\n5. **Push to main**",
+        policy.check_readme_deploy,
+        "rates-db-migrator is no secret the code reads",
+    ),
+    (  # a seeding command in the wrong shape (the crash of the issue)
+        "README.md",
+        "4. **Push to main**",
+        "4. `az keyvault secret set --vault-name kv-rates-dev --name rates-db-rotator "
+        '--value \'{"user": "rates_rotator"}\' --tags stage=current`\n5. **Push**',
+        policy.check_readme_deploy,
+        "username and password",
+    ),
+    (
+        "README.md",
+        "and `PROD_API_APP_NAME` (`ca-rates-prod-api`)",
+        "",
+        policy.check_readme_deploy,
+        "GitHub variable PROD_API_APP_NAME",
+    ),
+    (
+        "README.md",
+        "`AZURE_PLAN_CLIENT_ID` or",
+        "`AZURE_READER_CLIENT_ID` or",
+        policy.check_readme_deploy,
+        "AZURE_READER_CLIENT_ID",
+    ),
+    (
+        "README.md",
+        "(`registry_login_server`)",
+        "(`registry_server`)",
+        policy.check_readme_deploy,
+        "no output registry_server",
+    ),
+    (  # a plan that would stop at an input prompt under -input=false
+        ".github/workflows/infra.yml",
+        "      TF_VAR_alert_email: ${{ vars.ALERT_EMAIL }}\n",
+        "",
+        policy.check_terraform_inputs,
+        "plan runs terraform without TF_VAR_alert_email",
     ),
     (  # one release-wide group again would stall dev while prod waits
         ".github/workflows/main.yml",
