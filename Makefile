@@ -33,12 +33,14 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 
 venv: $(STAMP) ## Create the virtual environment from uv.lock (hash-checked)
 
-lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml's dependencies
+lock: $(UV) ## Re-resolve uv.lock (pyproject.toml) and requirements-iac.txt (.in), with hashes
 	$(UV) lock
+	$(UV) pip compile --quiet --universal --generate-hashes --python-version 3.11 \
+		--custom-compile-command "make lock" requirements-iac.in -o requirements-iac.txt
 
 $(IAC_STAMP): requirements-iac.txt
 	$(PYTHON) -m venv $(IAC)
-	$(IAC)/bin/pip install --quiet -r requirements-iac.txt
+	$(IAC)/bin/pip install --quiet --require-hashes -r requirements-iac.txt
 	rm -f $(IAC)/.installed-* && touch $@
 
 run: $(STAMP) ## Serve the API on 127.0.0.1:3000 (embedded PostgreSQL unless DATABASE_URL is set)
