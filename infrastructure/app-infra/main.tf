@@ -76,6 +76,21 @@ module "apps" {
   key_vault_uri              = module.key_vault.vault_uri
   rotation_period_days       = var.rotation_period_days
   sample_data                = var.sample_data
+  audit_anchors_url          = module.audit_anchors.blob_url
+  log_analytics_workspace_id = module.monitoring.workspace_id
+  tags                       = local.tags
+}
+
+module "audit_anchors" {
+  source                     = "../modules/audit_anchors"
+  name                       = local.name
+  resource_group_name        = var.resource_group_name
+  location                   = var.location
+  private_endpoint_subnet_id = module.network.private_endpoints_subnet_id
+  private_dns_zone_id        = module.network.blob_dns_zone_id
+  writer_principal_id        = module.apps.audit_principal_id
+  retention_days             = 400
+  locked                     = var.environment == "prod"
   log_analytics_workspace_id = module.monitoring.workspace_id
   tags                       = local.tags
 }

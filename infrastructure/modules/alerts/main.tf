@@ -52,13 +52,22 @@ locals {
       threshold   = 1
     }
     audit-verify-failed = {
-      description = "dbaccess audit verify found the audit hash chain broken (exit 5)."
+      description = "The audit job found the audit hash chain or its anchors broken (dbaccess audit verify/anchor exit 5), or could not anchor (exit 4)."
       severity    = 0
       frequency   = "PT15M"
       window      = "PT1H"
-      query       = "${local.logs} | where Log_s has \"audit chain broken\""
+      query       = "${local.logs} | where Log_s has \"audit chain broken\" or Log_s has \"audit anchors broken\" or Log_s has \"dbaccess: cannot anchor\""
       operator    = "GreaterThan"
       threshold   = 0
+    }
+    audit-overdue = {
+      description = "No audit chain verified against its anchors for three hours: the hourly audit job is not running or not finishing."
+      severity    = 1
+      frequency   = "PT1H"
+      window      = "PT3H"
+      query       = "${local.logs} | where Log_s startswith \"audit chain intact\""
+      operator    = "LessThan"
+      threshold   = 1
     }
     access-overdue = {
       description = "The access-expiry job reports granted database access past its expiry still active (access.overdue)."

@@ -23,8 +23,10 @@ resource "azurerm_container_app_environment" "this" {
 # administrator of PostgreSQL and runs the admin jobs (migrate, access bootstrap, sample
 # load): one identity, because PostgreSQL 16 gives ADMIN OPTION on the roles the
 # migrations create to their creator, and the access bootstrap alters those roles.
+# audit anchors and verifies the audit chain: an Entra ID login of PostgreSQL in the
+# read-only group rates_auditor, and the only writer of the anchor blob.
 resource "azurerm_user_assigned_identity" "workload" {
-  for_each            = toset(["api", "rotation", "migration"])
+  for_each            = toset(["api", "rotation", "migration", "audit"])
   name                = "id-${var.name}-${each.key}"
   resource_group_name = var.resource_group_name
   location            = var.location
@@ -177,6 +179,20 @@ locals {
       retries  = 0
       command  = ["/bin/sh", "-c", "${local.entra_login}exec dbaccess bootstrap"]
       env      = merge(local.admin_env, local.rotation_env)
+    }
+    # Hourly: anchor the audit chain's head in the immutable blob, then check the whole
+    # chain against every anchor (exit 5 and "audit chain broken" when it does not hold).
+    audit = {
+      name     = "audit"
+      identity = "audit"
+      schedule = "7 * * * *"
+      timeout  = 600
+      retries  = 0
+      command  = ["/bin/sh", "-c", "${local.entra_login}dbaccess audit anchor && exec dbaccess audit verify"]
+      env = {
+        DATABASE_URL  = "${local.database_url} user=${azurerm_user_assigned_identity.workload["audit"].name}"
+        AUDIT_ANCHORS = "blob:${var.audit_anchors_url}"
+      }
     }
     sample = {
       name     = "sample"

@@ -48,6 +48,21 @@ output "sample_job_name" {
   value       = var.sample_data ? azurerm_container_app_job.this["sample"].name : ""
 }
 
+output "audit_principal_id" {
+  description = "Principal of the audit job's identity (writes the anchor blob)."
+  value       = azurerm_user_assigned_identity.workload["audit"].principal_id
+}
+
+output "audit_identity_name" {
+  description = "Name of the audit job's identity: its PostgreSQL role name (an Entra ID principal in rates_auditor)."
+  value       = azurerm_user_assigned_identity.workload["audit"].name
+}
+
+output "audit_job_name" {
+  description = "Name of the hourly job anchoring and verifying the audit chain."
+  value       = azurerm_container_app_job.this["audit"].name
+}
+
 output "environment_default_domain" {
   description = "Default domain of the Container Apps environment (a private DNS zone in dev and pre)."
   value       = azurerm_container_app_environment.this.default_domain

@@ -82,3 +82,8 @@ variable "sample_data" {
   description = "Add the job loading the sample data set when the database has no prices (dev and pre)."
   type        = bool
 }
+
+variable "audit_anchors_url" {
+  description = "URL of the append blob the audit job anchors the audit chain in (immutable container)."
+  type        = string
+}

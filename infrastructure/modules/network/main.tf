@@ -175,7 +175,7 @@ resource "azurerm_subnet_network_security_group_association" "runners" {
 }
 
 resource "azurerm_private_dns_zone" "zones" {
-  for_each            = toset(["privatelink.postgres.database.azure.com", "privatelink.vaultcore.azure.net"])
+  for_each            = toset(["privatelink.postgres.database.azure.com", "privatelink.vaultcore.azure.net", "privatelink.blob.core.windows.net"])
   name                = each.key
   resource_group_name = var.resource_group_name
   tags                = var.tags

@@ -24,6 +24,11 @@ output "key_vault_dns_zone_id" {
   value       = azurerm_private_dns_zone.zones["privatelink.vaultcore.azure.net"].id
 }
 
+output "blob_dns_zone_id" {
+  description = "Private DNS zone of blob private endpoints (the audit anchors)."
+  value       = azurerm_private_dns_zone.zones["privatelink.blob.core.windows.net"].id
+}
+
 output "runners_subnet_id" {
   description = "Subnet of the self-hosted runners and the runbook host."
   value       = azurerm_subnet.runners.id
