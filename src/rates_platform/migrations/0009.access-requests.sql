@@ -291,6 +291,10 @@ BEGIN
         ELSE  -- a clash with any other role (a service login, say) is refused here
             EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L', person, verifier);
             EXECUTE format('GRANT %I TO rates_access WITH INHERIT TRUE, SET FALSE', person);
+            -- People write audit events (through these functions): an idle open
+            -- transaction must not hold the chain head (see 0007).
+            EXECUTE format('ALTER ROLE %I SET idle_in_transaction_session_timeout = %L',
+                           person, '10s');
         END IF;
     ELSIF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = person) THEN
         RAISE EXCEPTION 'access: no Entra principal named % exists', person
