@@ -125,6 +125,22 @@ def _secret_store(env: Mapping[str, str]) -> str:
     return spec
 
 
+def check_rotation_grace(env: Mapping[str, str]) -> None:
+    """A retired login must have no pooled connection left and no cached credential:
+    the rotation's grace must outlast the pool's connection lifetime plus the cache."""
+    if not env.get("ROTATION_GRACE_SECONDS"):
+        return
+    grace = _seconds(env, "ROTATION_GRACE_SECONDS", 3600.0, 86400.0 * 365)
+    pool = _seconds(env, "DB_POOL_MAX_LIFETIME", 1800.0, 86400)
+    ttl = _seconds(env, "DB_CREDENTIAL_TTL", 2.0, 300)
+    if grace <= pool + ttl:
+        raise SettingsError(
+            f"ROTATION_GRACE_SECONDS={grace:g} is not valid: expected more than "
+            f"DB_POOL_MAX_LIFETIME + DB_CREDENTIAL_TTL ({pool + ttl:g} s), or a retired "
+            "login would still be in use"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its environment."""
@@ -161,6 +177,7 @@ class Settings:
                 "no database configured: set DATABASE_URL (or DATABASE_URL_FILE) "
                 "or the libpq variables PGHOST, PGUSER, PGDATABASE, PGPASSWORD"
             )
+        check_rotation_grace(env)
         pool_min = _positive_int(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, 100)
         pool_max = _positive_int(env, "DB_POOL_MAX_SIZE", max(cls.pool_max_size, pool_min), 100)
         if pool_max < pool_min:

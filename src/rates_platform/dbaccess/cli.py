@@ -6,10 +6,13 @@ Configuration (environment):
   DB_SECRET_NAME            the API's rotated login (default rates-db-app)
   DBACCESS_LOGIN     optional: a secret in the store with this command's own login
   ROTATION_PERIOD_DAYS      default 30
-  ROTATION_GRACE_SECONDS    default 3600 (keep above the API's DB_POOL_MAX_LIFETIME)
-  CREDENTIAL_LIFETIME_DAYS  default 60 (VALID UNTIL of each new password)
+  ROTATION_GRACE_SECONDS    default 3600 (checked: more than DB_POOL_MAX_LIFETIME +
+                            DB_CREDENTIAL_TTL, defaults 1800 and 2)
+  CREDENTIAL_LIFETIME_DAYS  default 60 (VALID UNTIL of each new password; checked: more
+                            than ROTATION_PERIOD_DAYS + ROTATION_GRACE_SECONDS)
   AUDIT_ANCHORS             file:PATH or blob:https://..., where `audit anchor` appends
                             and `audit verify --anchors` checks
+`status` exits 4 when the last rotation failed or one is stuck.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from rates_platform.dbaccess.rotation import (
 )
 from rates_platform.dbaccess.secrets import CURRENT, SecretStore, SecretStoreError, with_stage
 from rates_platform.dbaccess.stores import open_store
-from rates_platform.settings import Settings, SettingsError
+from rates_platform.settings import Settings, SettingsError, check_rotation_grace
 
 EXIT_BUSY, EXIT_FAILED, EXIT_BROKEN_CHAIN = 3, 4, 5
 
@@ -58,13 +61,23 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def policy_from_env(env: Mapping[str, str]) -> RotationPolicy:
+    """The rotation's settings, checked against each other and the API pool's."""
     defaults = RotationPolicy()
-    return RotationPolicy(
+    policy = RotationPolicy(
         secret_name=env.get("DB_SECRET_NAME") or defaults.secret_name,
         period=timedelta(days=_number(env, "ROTATION_PERIOD_DAYS", 30)),
         grace=timedelta(seconds=_number(env, "ROTATION_GRACE_SECONDS", 3600)),
         lifetime=timedelta(days=_number(env, "CREDENTIAL_LIFETIME_DAYS", 60)),
     )
+    if policy.lifetime <= policy.period + policy.grace:
+        raise SettingsError(
+            f"CREDENTIAL_LIFETIME_DAYS={policy.lifetime.total_seconds() / 86400:g} is not "
+            "valid: expected more than ROTATION_PERIOD_DAYS + ROTATION_GRACE_SECONDS "
+            f"({(policy.period + policy.grace).total_seconds() / 86400:g} days), or the "
+            "current credential lapses before the next rotation"
+        )
+    check_rotation_grace({"ROTATION_GRACE_SECONDS": str(policy.grace.total_seconds()), **env})
+    return policy
 
 
 def connection_from_env(env: Mapping[str, str], store: SecretStore) -> str:
@@ -108,6 +121,12 @@ def write_metrics(path: Path, status: Status, outcome: str | None) -> None:
         registry=registry,
     )
     stuck.set(int(status.stuck))
+    failed = Gauge(
+        "dbaccess_rotation_failed",
+        "1 if the last rotation failed and none has succeeded since.",
+        registry=registry,
+    )
+    failed.set(int(status.failed))
     if outcome is not None:
         result = Gauge(
             "dbaccess_rotation_last_run_timestamp_seconds",
@@ -146,7 +165,9 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"{key:<22} {value if value is not None else '-'}")
         if status.stuck:
             print("a rotation stopped half-way: run `dbaccess rotate --now` to resume it")
-    return 0
+        if status.failed:
+            print("the last rotation failed: see `dbaccess audit tail` (rotation.fail)")
+    return EXIT_FAILED if status.stuck or status.failed else 0
 
 
 def _bootstrap(args: argparse.Namespace, env: Mapping[str, str]) -> int:
