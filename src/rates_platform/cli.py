@@ -14,6 +14,7 @@ from psycopg.conninfo import make_conninfo
 from tqdm import tqdm
 
 from rates_platform import devrun, schema, synthetic
+from rates_platform.access.service import LOCAL_SERVER_SETTINGS, configure_local_server
 from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN, bootstrap
 from rates_platform.dbaccess.cli import connection_from_env
 from rates_platform.dbaccess.rotation import RotationPolicy
@@ -45,7 +46,7 @@ def _prepare_embedded(server: EmbeddedPostgres, data_dir: Path) -> tuple[str, di
     """
     port = server.port
     if not server.running:
-        server.start()
+        server.start(LOCAL_SERVER_SETTINGS)
     with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
         if not conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (DEV_DATABASE,)
@@ -56,10 +57,13 @@ def _prepare_embedded(server: EmbeddedPostgres, data_dir: Path) -> tuple[str, di
     store_spec = f"file:{(data_dir / 'secrets.enc').resolve()}"
     tcp = make_conninfo(host="127.0.0.1", port=port, dbname=DEV_DATABASE)
     bootstrap(admin, open_store(store_spec), tcp, RotationPolicy())
+    for change in configure_local_server(admin, Path("access-policy.toml")):
+        print(f"access policy: {change}", file=sys.stderr)
     env = {
         "DATABASE_URL": tcp,
         "DB_SECRET_STORE": store_spec,
         "DBACCESS_LOGIN": ROTATOR_LOGIN,
+        "ACCESS_SERVER_LOG": str(server.log_file),  # for `dbaccess access activity`
     }
     lines = "".join(f"{key}='{value}'\n" for key, value in env.items())
     write_private(data_dir / "dbaccess.env", lines.encode())

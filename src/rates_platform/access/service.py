@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,3 +233,20 @@ def _summary(row: Row) -> dict[str, Any]:
         "login_name",
     )
     return {key: row.get(key) for key in keys}
+
+
+# What `make run`'s embedded server starts with, so `access activity` can attribute
+# each logged statement to the grant login that ran it.
+LOCAL_SERVER_SETTINGS = {"log_connections": "on"}
+
+
+def configure_local_server(superuser: str, policy_file: Path) -> list[str]:
+    """The local server's share of the set-up (superuser, once per start): rates_access
+    may turn on log_statement for each grant login (Azure: pgaudit), and the repository's
+    policy is applied if the file exists. Returns the policy changes."""
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        conn.execute("GRANT SET ON PARAMETER log_statement TO rates_access")
+    if not policy_file.exists():
+        return []
+    policy = domain.parse_policy(tomllib.loads(policy_file.read_text(encoding="utf-8")))
+    return AccessService(superuser, Notifier([]), Path(os.devnull)).apply_policy(policy)
