@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 from collections.abc import Mapping
@@ -98,19 +99,26 @@ class EmbeddedPostgres:
         return (self.datadir / "PG_VERSION").exists()
 
     def init(self) -> None:
-        """Create the cluster: superuser over the socket only, SCRAM passwords over TCP."""
-        self.datadir.mkdir(parents=True, exist_ok=True)
+        """Create the cluster: superuser over the socket only, SCRAM passwords over TCP.
+
+        Built under a staging name and renamed into place when complete, so an init that
+        is interrupted (Ctrl-C in `make run`) leaves no half-made cluster behind.
+        """
+        staging = self.datadir.with_name(f"{self.datadir.name}.initdb")
+        if staging.exists():  # left by an interrupted init
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
         if self._user is not None:
-            for parent in self.datadir.parents:  # the server must traverse to its data
+            for parent in staging.parents:  # the server must traverse to its data
                 parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
             entry = pwd.getpwnam(self._user)
-            os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+            os.chown(staging, entry.pw_uid, entry.pw_gid)
             if self.log_file.exists():
                 os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
         self._pg(
             "initdb",
             "-D",
-            str(self.datadir),
+            str(staging),
             "-U",
             SUPERUSER,
             "--encoding=UTF8",
@@ -119,7 +127,7 @@ class EmbeddedPostgres:
             "--auth-host=scram-sha-256",
         )
         # The superuser may use the private socket only; TCP logins need a password.
-        hba = self.datadir / "pg_hba.conf"
+        hba = staging / "pg_hba.conf"
         hba.write_text(
             f"local all {SUPERUSER} trust\n"
             "local all all scram-sha-256\n"
@@ -127,6 +135,7 @@ class EmbeddedPostgres:
             "host all all ::1/128 scram-sha-256\n",
             encoding="utf-8",
         )
+        staging.rename(self.datadir)  # replaces an empty directory, refuses anything else
 
     def start(self, settings: Mapping[str, str] | None = None) -> None:
         if not self.initialised:

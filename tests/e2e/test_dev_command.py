@@ -205,3 +205,39 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     new_entries = set(os.listdir(shared_tmp)) - shared_before
     assert {name for name in new_entries if any(mark in name for mark in ours)} == set()
     assert not (data_dir / "metrics").exists()
+
+
+def test_dev_interrupted_while_setting_up_stops_postgres_and_the_next_run_serves(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in the middle of initdb, as the new cluster first starts, and as the
+    existing one starts: nothing keeps running, no traceback, and the run after that
+    sets up what was missing and serves."""
+    pg_port, api_port = free_port(), free_port()
+    crash_points = (
+        tmp_path / "postgres.initdb" / "PG_VERSION",  # devdb's staging directory
+        tmp_path / "postgres" / "postmaster.pid",
+        tmp_path / "postgres" / "postmaster.pid",
+    )
+    for marker in crash_points:
+        process = subprocess.Popen(
+            dev_command(tmp_path, pg_port),
+            cwd=ROOT,
+            env=dev_env(api_port),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert process.poll() is None and time.monotonic() < deadline, marker
+            time.sleep(0.005)
+        output = interrupt(process)
+        assert process.returncode in (0, 130), output
+        assert "Traceback" not in output
+        assert not EmbeddedPostgres(tmp_path / "postgres", pg_port).running
+    process, base = run_dev(tmp_path, pg_port, api_port)
+    assert len(requests.get(base + EXAMPLE, timeout=5).json()["rates"]) == 31
+    output = interrupt(process)
+    assert "Traceback" not in output
