@@ -217,3 +217,36 @@ def test_an_auditor_login_anchors_and_verifies_but_writes_nothing(
     ):
         with psycopg.connect(auditor) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+# What Azure's pgaadauth extension does for an Entra ID administrator, for the test.
+ENTRA_STAND_IN = """
+CREATE FUNCTION public.pgaadauth_create_principal(name text, admin boolean, mfa boolean)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    EXECUTE format('CREATE ROLE %I LOGIN', name);
+    RETURN format('Created role for "%s"', name);
+END
+$$
+"""
+
+
+def test_grant_auditor_creates_an_entra_principal_once_and_audits_it(
+    fresh_db: PreparedDatabase, cli: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    principal = f"id-rates-test-audit-{fresh_db.name}"
+    assert dbaccess(["audit", "grant-auditor", principal]) == 2
+    assert "no Entra ID principals here" in capsys.readouterr().err
+    with psycopg.connect(fresh_db.admin) as conn:
+        conn.execute(ENTRA_STAND_IN)
+    for _ in range(2):  # idempotent
+        assert dbaccess(["audit", "grant-auditor", principal]) == 0
+    with psycopg.connect(fresh_db.admin) as conn:
+        member = conn.execute("SELECT pg_has_role(%s, 'rates_auditor', 'USAGE')", (principal,))
+        assert member.fetchone() == (True,)
+        changes = conn.execute(
+            "SELECT count(*) FROM audit.events WHERE event_type = 'role.change' AND target = %s",
+            (principal,),
+        ).fetchone()
+    assert changes == (2,)
+    assert run(capsys, "verify")[0] == 0

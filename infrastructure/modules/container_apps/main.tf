@@ -177,8 +177,9 @@ locals {
       schedule = null
       timeout  = 600
       retries  = 0
-      command  = ["/bin/sh", "-c", "${local.entra_login}exec dbaccess bootstrap"]
-      env      = merge(local.admin_env, local.rotation_env)
+      # Then the audit job's identity becomes an Entra ID login in rates_auditor.
+      command = ["/bin/sh", "-c", "${local.entra_login}dbaccess bootstrap && exec dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["audit"].name}"]
+      env     = merge(local.admin_env, local.rotation_env)
     }
     # Hourly: anchor the audit chain's head in the immutable blob, then check the whole
     # chain against every anchor (exit 5 and "audit chain broken" when it does not hold).

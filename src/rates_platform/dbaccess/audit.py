@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
@@ -114,3 +115,29 @@ def tail(conn: psycopg.Connection[Any], after_id: int = 0) -> Iterator[str]:
                 "hash": digest,
             }
         )
+
+
+AUDITOR_GROUP = "rates_auditor"
+
+
+def grant_auditor(conn: psycopg.Connection[Any], principal: str) -> None:
+    """Make ``principal`` a login of the read-only group that anchors and verifies.
+
+    In Azure the principal is a managed identity: created as an Entra ID principal
+    (pgaadauth_create_principal, which only an Entra ID administrator may call); on other
+    servers the login must exist already. Idempotent; audited as a role change."""
+    with conn.transaction():
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (principal,))
+        if exists.fetchone() is None:
+            entra = conn.execute(
+                "SELECT to_regprocedure('pgaadauth_create_principal(text, boolean, boolean)')"
+            ).fetchone()
+            if entra is None or entra[0] is None:
+                raise ValueError(f"no role {principal!r} (and no Entra ID principals here)")
+            conn.execute("SELECT pgaadauth_create_principal(%s, false, false)", (principal,))
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(AUDITOR_GROUP), sql.Identifier(principal)
+            )
+        )
+        record(conn, Event.ROLE_CHANGE, principal, details={"granted": AUDITOR_GROUP})

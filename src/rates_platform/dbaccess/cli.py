@@ -232,6 +232,13 @@ def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return _audit_verify(conn, spec)
         if args.audit_command == "anchor":
             return _audit_anchor(conn, spec)
+        if args.audit_command == "grant-auditor":
+            try:
+                audit.grant_auditor(conn, args.principal)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
+            print(f"dbaccess: {args.principal} may anchor and verify the audit trail")
+            return 0
         for line in audit.tail(conn, args.after):
             print(line)
     return 0
@@ -272,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     anchor.add_argument(
         "--sink", metavar="SPEC", help="as for verify --anchors (default: AUDIT_ANCHORS)"
     )
+    grant = audit_commands.add_parser(
+        "grant-auditor",
+        help="make a login (in Azure: an Entra ID principal, created) a member of "
+        "rates_auditor (DATABASE_URL: an administrator)",
+    )
+    grant.add_argument("principal", help="the login's role name")
     tail = audit_commands.add_parser("tail", help="events as JSON lines")
     tail.add_argument("--after", type=int, default=0, help="only events after this id")
     access_handlers = access_cli.register(commands)  # users, policy, access
