@@ -20,6 +20,11 @@ provider "azurerm" {
     key_vault {
       purge_soft_delete_on_destroy = false
     }
+    # Storage (the audit anchors) is private and key-less: manage it through Azure
+    # Resource Manager only, which the pipelines' runners and the plan identity can reach.
+    storage {
+      data_plane_available = false
+    }
   }
   storage_use_azuread = true
   # The bootstrap stack registered the resource providers; the read-only plan identity

@@ -115,8 +115,10 @@ resource "azurerm_role_assignment" "infra_contributor" {
   principal_id         = azurerm_user_assigned_identity.github[each.value].principal_id
 }
 
-# app-infra grants its workload identities Key Vault roles on single secrets: only
-# Key Vault Secrets User (4633458b...) and Key Vault Secrets Officer (b86a8fe4...).
+# app-infra grants its workload identities data roles on single resources, and only
+# these: Key Vault Secrets User (4633458b...) and Key Vault Secrets Officer (b86a8fe4...)
+# on single secrets, Storage Blob Data Contributor (ba92f5b4...) on the audit anchors'
+# container. tests/policy checks every role app-infra assigns against this list.
 resource "azurerm_role_assignment" "infra_rbac" {
   for_each             = local.by_role.infra
   scope                = azurerm_resource_group.environment[each.key].id
@@ -126,7 +128,7 @@ resource "azurerm_role_assignment" "infra_rbac" {
   condition            = <<-EOT
     ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
      (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals
-      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7}))
+      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7, ba92f5b4-2d11-453d-a403-e96b0029c9fe}))
   EOT
 }
 

@@ -13,7 +13,13 @@ terraform {
 }
 
 provider "azurerm" {
-  features {}
+  features {
+    # The state account is key-less (Entra ID only): manage it through Azure Resource
+    # Manager, so the Owner running this needs no blob data role.
+    storage {
+      data_plane_available = false
+    }
+  }
   storage_use_azuread = true
   # Run once by an Owner: register what app-infra needs, whose plan identities may not.
   resource_provider_registrations = "core"

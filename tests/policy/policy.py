@@ -710,3 +710,37 @@ def check_terraform_inputs(root: Path = ROOT) -> list[str]:
             for name in sorted(needed - passed):
                 problems.append(f"{path}: {job_name} runs terraform without TF_VAR_{name}")
     return problems
+
+
+# Built-in roles app-infra may assign, by name → id (Azure's fixed role definition ids).
+ROLE_IDS = {
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+}
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def check_grantable_roles(root: Path = INFRA) -> list[str]:
+    """Every role app-infra assigns is one the bootstrap lets the infra identity grant:
+    otherwise the first apply fails with AuthorizationFailed."""
+    grantable = set()
+    for name in ("infra_rbac", "infra_acr_pull_grants"):
+        body = _resource(root / "bootstrap", "azurerm_role_assignment", name) or {}
+        grantable |= set(GUID.findall(str(body.get("condition", ""))))
+    (module,) = [
+        m["key_vault"] for m in parse(root / "app-infra" / "main.tf")["module"] if "key_vault" in m
+    ]
+    problems = []
+    for path, kind, name, body in resources(root):
+        if kind != "azurerm_role_assignment" or "bootstrap" in path.parts:
+            continue
+        role = str(body.get("role_definition_name", body.get("role_definition_id")))
+        roles = {g["role"] for g in module["vault_grants"]} if role.startswith("${") else {role}
+        for role in roles:
+            if ROLE_IDS.get(role) not in grantable:
+                problems.append(
+                    f"{path.relative_to(root)}: {name} assigns {role}, which infra may not grant"
+                )
+    return problems

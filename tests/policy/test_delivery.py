@@ -46,6 +46,7 @@ INFRA_CHECKS: list[Check] = [
     policy.check_key_vault_least_privilege,
     policy.check_first_run_infra,
     policy.check_state_access,
+    policy.check_grantable_roles,
 ]
 PIPELINE_CHECKS: list[Check] = [
     oidc,
@@ -199,6 +200,20 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
         "    access-late = {",
         policy.check_first_run_infra,
         "access-overdue",
+    ),
+    (  # the reported blocker: AcrPull on a registry the infra identity cannot touch
+        "infrastructure/bootstrap/main.tf",
+        'resource "azurerm_role_assignment" "infra_acr_pull_grants" {',
+        'resource "azurerm_role_assignment" "removed" {',
+        policy.check_grantable_roles,
+        "assigns AcrPull, which infra may not grant",
+    ),
+    (
+        "infrastructure/bootstrap/main.tf",
+        ", ba92f5b4-2d11-453d-a403-e96b0029c9fe}",
+        "}",
+        policy.check_grantable_roles,
+        "assigns Storage Blob Data Contributor",
     ),
     (  # the deploy identity reading state again
         "infrastructure/bootstrap/main.tf",
