@@ -14,7 +14,7 @@ IAC_STAMP := $(IAC)/.installed-$(shell sha1sum requirements-iac.txt | cut -c1-12
 # uv uses the Python that made the venv, never one it would download.
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help venv lock system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-verify dr-drill bench bench-scale clean
+.PHONY: help venv lock system-packages run test iac-check lint typecheck unit integration e2e bdd rotate status audit-anchor audit-verify dr-drill bench bench-scale clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -94,9 +94,13 @@ rotate: $(STAMP) ## Rotate the local API login now (make run must be running)
 status: $(STAMP) ## Rotation status of the local database
 	set -a && . .data/dbaccess.env && $(BIN)/dbaccess status
 
-audit-verify: $(STAMP) ## Check the local audit trail's hash chain (as the superuser)
+audit-anchor: $(STAMP) ## Anchor the local audit chain's head in .data/audit-anchors.jsonl
 	DATABASE_URL="host=$(CURDIR)/.data/postgres port=$${DEV_PG_PORT:-54329} user=postgres dbname=rates" \
-		$(BIN)/dbaccess audit verify
+		$(BIN)/dbaccess audit anchor --sink file:$(CURDIR)/.data/audit-anchors.jsonl
+
+audit-verify: $(STAMP) ## Check the local audit trail's hash chain against its anchors (as the superuser)
+	DATABASE_URL="host=$(CURDIR)/.data/postgres port=$${DEV_PG_PORT:-54329} user=postgres dbname=rates" \
+		$(BIN)/dbaccess audit verify --anchors file:$(CURDIR)/.data/audit-anchors.jsonl
 
 bench: $(STAMP) ## Benchmark /rates against GET / on the sample data (installs wrk if missing)
 	$(BIN)/python bench/run.py
