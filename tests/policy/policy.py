@@ -603,6 +603,16 @@ def check_pipeline_gates(root: Path = ROOT) -> list[str]:
         for image in IMAGE_REF.findall((root / path).read_text(encoding="utf-8")):
             if ("/" in image or ":" in image) and "@sha256:" not in image:
                 problems.append(f"{path}: image {image} is not pinned by digest")
+    for name, pattern in (
+        ("Dockerfile", r"^FROM\s+(\S+)"),
+        ("compose.yaml", r"^\s+image:\s*(\S+)"),
+    ):
+        path = root / name
+        for image in re.findall(
+            pattern, path.read_text(encoding="utf-8") if path.exists() else "", re.M
+        ):
+            if "@sha256:" not in image:
+                problems.append(f"{name}: image {image} is not pinned by digest")
     if not (root / ".github" / "zap" / "rules.tsv").exists():
         problems.append(".github/zap/rules.tsv: ZAP's accepted warnings are missing")
     return problems

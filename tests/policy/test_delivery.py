@@ -26,7 +26,8 @@ def repo(tmp_path: Path) -> Path:
     """A copy of what the checks read: the infrastructure and the pipelines."""
     shutil.copytree(policy.INFRA, tmp_path / "infrastructure")
     shutil.copytree(policy.ROOT / ".github", tmp_path / ".github")
-    shutil.copy(policy.ROOT / "README.md", tmp_path / "README.md")
+    for name in ("README.md", "Dockerfile", "compose.yaml"):
+        shutil.copy(policy.ROOT / name, tmp_path / name)
     return tmp_path
 
 
@@ -242,6 +243,13 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
         "image: postgres:16-alpine # @sha256:",
         policy.check_pipeline_gates,
         "postgres:16-alpine is not pinned",
+    ),
+    (
+        "Dockerfile",
+        "@sha256:",  # the first base image
+        " # sha256:",
+        policy.check_pipeline_gates,
+        "Dockerfile: image python:",
     ),
     (  # the tag pushed right after the deploy, before any validation
         ".github/workflows/main.yml",
