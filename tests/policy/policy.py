@@ -754,3 +754,17 @@ def check_grantable_roles(root: Path = INFRA) -> list[str]:
                     f"{path.relative_to(root)}: {name} assigns {role}, which infra may not grant"
                 )
     return problems
+
+
+def check_same_postgres_image(root: Path = ROOT) -> list[str]:
+    """CI's service container runs the PostgreSQL image compose runs, digest and all."""
+    compose = root / "compose.yaml"
+    if not compose.exists():
+        return []
+    pinned = set(re.findall(r"image:\s*(postgres\S+)", compose.read_text(encoding="utf-8")))
+    ci = (root / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    return [
+        f"ci.yml: {image} is not the PostgreSQL image of compose.yaml ({sorted(pinned)})"
+        for image in re.findall(r"image:\s*(postgres\S+)", ci)
+        if image not in pinned
+    ]

@@ -56,6 +56,7 @@ PIPELINE_CHECKS: list[Check] = [
     policy.check_workflows,
     policy.check_readme_deploy,
     policy.check_terraform_inputs,
+    policy.check_same_postgres_image,
 ]
 
 
@@ -239,10 +240,10 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
     ),
     (
         ".github/workflows/ci.yml",
-        "image: postgres:16-alpine@sha256:",
-        "image: postgres:16-alpine # @sha256:",
+        "image: postgres:16.10-alpine@sha256:",
+        "image: postgres:16.10-alpine # @sha256:",
         policy.check_pipeline_gates,
-        "postgres:16-alpine is not pinned",
+        "postgres:16.10-alpine is not pinned",
     ),
     (
         "Dockerfile",
