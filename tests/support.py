@@ -137,8 +137,16 @@ class ApiServer:
     def __init__(self, database_url: str, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        # The internal listener (/metrics), on a port of its own too.
+        self.metrics_port = int(env.get("METRICS_PORT") or free_port())
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        environment = {**os.environ, "DATABASE_URL": database_url, "PORT": str(self.port), **env}
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
+            **env,
+        }
         environment.pop("DATABASE_URL_FILE", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rates_platform.cli", "serve"],
@@ -150,6 +158,12 @@ class ApiServer:
 
     def get(self, path: str, timeout: float = 5) -> requests.Response:
         return requests.get(self.base + path, timeout=timeout)
+
+    def metrics(self) -> str:
+        """What Prometheus scrapes, from the internal listener."""
+        response = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
 
     def wait_until(self, path: str, status: int, within: float = 30) -> None:
         deadline = time.monotonic() + within

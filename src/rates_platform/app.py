@@ -7,7 +7,7 @@ import atexit
 from flask import Flask
 
 from rates_platform.db import Database, Outage, make_pool
-from rates_platform.http import observability, ops, problems
+from rates_platform.http import observability, ops, problems, protection
 from rates_platform.http.jsonprovider import OrjsonProvider
 from rates_platform.rates import routes as rates_routes
 from rates_platform.rates.service import RatesService
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     observability.register(app, pool)
     problems.register(app)
+    protection.register(app, settings, database)
     app.register_blueprint(rates_routes.bp)
     app.register_blueprint(ops.bp)
     return app

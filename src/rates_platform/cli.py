@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from rates_platform import devrun, schema, synthetic
 from rates_platform.access.service import LOCAL_SERVER_SETTINGS, configure_local_server
+from rates_platform.apikeys import cli as keys_cli
 from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN, bootstrap
 from rates_platform.dbaccess.cli import connection_from_env
 from rates_platform.dbaccess.rotation import RotationPolicy
@@ -92,7 +93,7 @@ def dev(args: argparse.Namespace) -> int:
         Settings.from_env(env)  # fail here, with the one-line message, not in every worker
         return env
 
-    return devrun.run(data_dir, server, prepare, SERVE_COMMAND)
+    return devrun.run(data_dir, server, prepare, SERVE_COMMAND, LOCAL_SERVER_SETTINGS)
 
 
 def generate_with_progress(conninfo: str, shape: Shape) -> dict[str, float]:
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dev.add_argument("--data-dir", default=".data")
     run_dev.add_argument("--pg-port", type=int, default=int(os.environ.get("DEV_PG_PORT", "54329")))
     run_dev.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    keys_cli.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
@@ -145,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
             )
             print(f"generated: {generate_with_progress(_database_url(), shape)}")
+        elif args.command == "keys":
+            return keys_cli.run(args, _database_url())
         elif args.command == "serve":
             Settings.from_env()
             os.execv(sys.executable, SERVE_COMMAND)  # noqa: S606

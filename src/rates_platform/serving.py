@@ -4,8 +4,9 @@ Granian's HTTP layer is Rust (hyper on tokio): connections, slow headers and idl
 keep-alives cost no Python thread, so slow or silent clients cannot starve the
 WSGI threads, and the framing work that gunicorn did in Python is gone from the hot
 path. Each worker process builds its own app (``create_app``), so each has its own
-connection pool. The main process audits the start and the stop, and owns the
-Prometheus multiprocess directory the workers share.
+connection pool. The main process audits the start and the stop, owns the
+directories the workers share (Prometheus multiprocess files, rate-limit counters),
+and serves /metrics on the internal listener only (METRICS_HOST:METRICS_PORT).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
-from rates_platform.db import connect
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
+from rates_platform.http.ratelimit import DIRECTORY_VARIABLE as LIMITS_DIR_VARIABLE
 from rates_platform.logs import logging_config
 from rates_platform.settings import Settings
 
@@ -43,6 +44,10 @@ _log = logging.getLogger("rates_platform.serving")
 def _audit(settings: Settings, event: Event) -> None:
     """Audit the service starting or stopping; best effort, so an outage cannot keep
     the API from starting (or stopping), but a failure is logged."""
+    # Imported here, not at the top: rates_platform.db loads prometheus_client, which
+    # must not be loaded before main() has set the workers' metrics directory.
+    from rates_platform.db import connect  # noqa: PLC0415
+
     try:
         with connect(settings) as conn:
             audit.record(
@@ -71,6 +76,32 @@ def _metrics_dir() -> tuple[Path, bool]:
     path = Path(tempfile.mkdtemp(prefix="rates-metrics-"))
     os.environ[METRICS_DIR_VARIABLE] = str(path)
     return path, True
+
+
+def _limits_dir() -> Path:
+    """A fresh directory for this instance's rate-limit counters, shared by its workers."""
+    path = Path(tempfile.mkdtemp(prefix="rates-limits-"))
+    os.environ[LIMITS_DIR_VARIABLE] = str(path)
+    return path
+
+
+def _serve_metrics(settings: Settings) -> None:
+    """Every worker's metrics (summed from the shared directory) on the internal
+    listener; not on the public one. A port in use is logged, not fatal: the API
+    matters more than its metrics."""
+    # Imported only now: prometheus_client picks its value store at import, and the
+    # workers forked from this process must inherit the multiprocess one.
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    except OSError as exc:
+        _log.error(
+            "metrics listener not started",
+            extra={"error": type(exc).__name__, "port": settings.metrics_port},
+        )
 
 
 def build_server(settings: Settings) -> MPServer:
@@ -106,12 +137,15 @@ def main() -> None:
     """Serve until SIGTERM or SIGINT; audit start and stop; leave no metrics files behind."""
     settings = Settings.from_env()
     metrics, ours = _metrics_dir()
+    limits = _limits_dir()
+    _serve_metrics(settings)
     server = build_server(settings)
     server.on_startup(lambda: _audit(settings, Event.API_START))
     server.on_shutdown(lambda: _audit(settings, Event.API_STOP))
     try:
         server.serve()
     finally:
+        shutil.rmtree(limits, ignore_errors=True)
         if ours:
             shutil.rmtree(metrics, ignore_errors=True)
 

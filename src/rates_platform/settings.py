@@ -6,12 +6,15 @@ misconfigured deployment fails at boot rather than on the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
+from limits import parse_many
 from psycopg.conninfo import make_conninfo
 
 T = TypeVar("T")
@@ -125,6 +128,69 @@ def _secret_store(env: Mapping[str, str]) -> str:
     return spec
 
 
+def _rate_limit(env: Mapping[str, str], name: str = "RATE_LIMIT") -> str:
+    spec = (env.get(name) or "").strip()
+    if spec:
+        try:
+            parse_many(spec)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={spec!r} is not valid: expected limits like 100/second;3000/minute"
+            ) from None
+    return spec
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    parts = [p.strip() for p in (env.get(name) or "").split(",") if p.strip()]
+    try:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+    except ValueError:
+        raise SettingsError(
+            f"{name}={env.get(name)!r} is not valid: expected comma-separated addresses or CIDRs"
+        ) from None
+
+
+AUTH_MODES = ("public", "api-key", "entra")
+
+
+def _auth(env: Mapping[str, str]) -> tuple[str, str, str, str]:
+    """AUTH_MODE and, for entra, where tokens come from and whom they are for."""
+    mode = env.get("AUTH_MODE") or "public"
+    if mode not in AUTH_MODES:
+        raise SettingsError(
+            f"AUTH_MODE={mode!r} is not valid: expected one of {', '.join(AUTH_MODES)}"
+        )
+    tenant = env.get("ENTRA_TENANT_ID") or ""
+    values = {
+        "auth_mode": mode,
+        "entra_audience": env.get("ENTRA_AUDIENCE") or "",
+        "entra_issuer": env.get("ENTRA_ISSUER")
+        or (f"https://login.microsoftonline.com/{tenant}/v2.0" if tenant else ""),
+        "entra_jwks_url": env.get("ENTRA_JWKS_URL")
+        or (f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys" if tenant else ""),
+    }
+    if mode == "entra":
+        for key in ("entra_audience", "entra_issuer", "entra_jwks_url"):
+            if not values[key]:
+                raise SettingsError(
+                    f"AUTH_MODE=entra needs {key.upper()} (or ENTRA_TENANT_ID for issuer and keys)"
+                )
+        url = urlsplit(values["entra_jwks_url"])
+        if url.scheme != "https" and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingsError(
+                f"ENTRA_JWKS_URL={values['entra_jwks_url']!r} is not valid: expected https://"
+            )
+    return (
+        mode,
+        values["entra_audience"],
+        values["entra_issuer"],
+        values["entra_jwks_url"],
+    )
+
+
 def check_rotation_grace(env: Mapping[str, str]) -> None:
     """A retired login must have no pooled connection left and no cached credential:
     the rotation's grace must outlast the pool's connection lifetime plus the cache."""
@@ -164,6 +230,18 @@ class Settings:
     secret_store: str = ""
     secret_name: str = "rates-db-app"  # noqa: S105 - a name, not a secret
     credential_ttl: float = 2.0
+    # Per-client limits (limits' syntax, e.g. "100/second;3000/minute"); empty: none.
+    rate_limit: str = ""
+    # Peers whose X-Forwarded-For is believed (the gateway, the platform's ingress).
+    trusted_proxies: tuple[Network, ...] = ()
+    auth_mode: str = "public"
+    entra_audience: str = ""
+    entra_issuer: str = ""
+    entra_jwks_url: str = ""
+    # Front Door's id: requests without it in X-Azure-FDID get a 403 (empty: not checked).
+    front_door_id: str = ""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -184,6 +262,7 @@ class Settings:
             raise SettingsError(
                 f"DB_POOL_MAX_SIZE={pool_max} is smaller than DB_POOL_MIN_SIZE={pool_min}"
             )
+        auth_mode, entra_audience, entra_issuer, entra_jwks_url = _auth(env)
         return cls(
             database_url=database_url,
             host=env.get("HOST") or cls.host,
@@ -201,4 +280,13 @@ class Settings:
             secret_store=_secret_store(env),
             secret_name=env.get("DB_SECRET_NAME") or cls.secret_name,
             credential_ttl=_seconds(env, "DB_CREDENTIAL_TTL", cls.credential_ttl, 300),
+            rate_limit=_rate_limit(env),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            front_door_id=env.get("FRONT_DOOR_ID") or "",
+            metrics_host=env.get("METRICS_HOST") or cls.metrics_host,
+            metrics_port=_port(env, "METRICS_PORT", cls.metrics_port),
+            auth_mode=auth_mode,
+            entra_audience=entra_audience,
+            entra_issuer=entra_issuer,
+            entra_jwks_url=entra_jwks_url,
         )

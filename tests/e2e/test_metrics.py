@@ -1,4 +1,5 @@
-"""Prometheus metrics from every gunicorn worker, as deployed (multiprocess mode)."""
+"""Prometheus metrics from every granian worker, as deployed (multiprocess mode), on the
+internal listener only."""
 
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ def test_metrics_directory_is_made_cleaned_and_sums_all_workers(
     try:
         for _ in range(40):
             assert api.get("/").status_code == 200
-        text = api.get("/metrics").text
+        public = api.get("/metrics")
+        text = api.metrics()
     finally:
         api.stop()
+    assert public.status_code == 404  # not on the public listener
+    assert public.headers["Content-Type"] == "application/problem+json"
     assert not (metrics / "counter_99999.db").exists()
     prefix = 'http_requests_total{method="GET",route="/",status="200"}'
     line = next(row for row in text.splitlines() if row.startswith(prefix))

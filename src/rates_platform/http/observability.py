@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
 
 from flask import Flask, Response, abort, g, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import Counter, Gauge, Histogram
 from psycopg_pool import ConnectionPool
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -108,12 +99,3 @@ def register(app: Flask, pool: ConnectionPool) -> None:
 
     app.before_request(_start)
     app.after_request(finish)
-
-
-def metrics_response() -> Response:
-    """Metrics of this process, or of all server workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

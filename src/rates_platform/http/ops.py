@@ -1,4 +1,8 @@
-"""Operational routes: liveness, readiness, metrics, the OpenAPI document and its docs."""
+"""Operational routes: liveness, readiness, the OpenAPI document and its docs.
+
+/metrics is not here: the server's main process serves it on the internal listener
+(METRICS_HOST:METRICS_PORT, see serving), never on the public one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from typing import Any
 from flask import Blueprint, Response, current_app, send_from_directory
 
 from rates_platform.db import Database
-from rates_platform.http.observability import metrics_response
 from rates_platform.http.problems import RETRY_AFTER_SECONDS, problem
 
 bp = Blueprint("ops", __name__)
@@ -67,11 +70,6 @@ def readyz() -> Response | dict[str, str]:
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     return {"status": "ready"}
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    return metrics_response()
 
 
 @bp.get("/openapi.json")

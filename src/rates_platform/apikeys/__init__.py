@@ -1,0 +1,1 @@
+"""API keys of the public API: created, listed, revoked and expired by `rates keys`."""

@@ -1,0 +1,122 @@
+"""The public path's guards, in order: the gateway's id, the caller's credential,
+the caller's rate limit. Only the guards the settings ask for are installed, so the
+default (public, unlimited) path costs nothing more per request."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, Response, g, request
+from prometheus_client import Counter
+
+from rates_platform.apikeys.service import KeyLookup
+from rates_platform.db import Database
+from rates_platform.http.auth import (
+    ApiKeyAuthenticator,
+    Authenticator,
+    AuthFailure,
+    EntraAuthenticator,
+    JwksCache,
+    Principal,
+    require_scope,
+)
+from rates_platform.http.problems import problem
+from rates_platform.http.ratelimit import (
+    RateLimiter,
+    SharedFileStorage,
+    client_address,
+    instance_directory,
+)
+from rates_platform.settings import Settings
+
+FRONT_DOOR_HEADER = "X-Azure-FDID"
+# The platform probes the replica directly, not through the gateway.
+PROBES = frozenset({"/healthz", "/readyz"})
+# Routes that need a credential (when AUTH_MODE is not public), by endpoint.
+REQUIRED_SCOPES = {"rates.rates": "rates:read"}
+
+LIMITED = Counter(
+    "http_requests_limited_total",
+    "Requests refused by a rate limit, by who was limited and the window's unit.",
+    ["reason"],
+)
+
+
+def _authenticator(settings: Settings, database: Database) -> Authenticator | None:
+    if settings.auth_mode == "api-key":
+        return ApiKeyAuthenticator(KeyLookup(database))
+    if settings.auth_mode == "entra":
+        return EntraAuthenticator(
+            JwksCache(settings.entra_jwks_url), settings.entra_audience, settings.entra_issuer
+        )
+    return None
+
+
+def register(app: Flask, settings: Settings, database: Database) -> None:
+    authenticator = _authenticator(settings, database)
+    limiter = (
+        RateLimiter(SharedFileStorage(instance_directory()), settings.rate_limit)
+        if settings.rate_limit or settings.auth_mode == "api-key"  # keys may carry limits
+        else None
+    )
+    front_door_id = settings.front_door_id.encode()
+    trusted = settings.trusted_proxies
+
+    def guard() -> Response | None:
+        if front_door_id and request.path not in PROBES:
+            presented = request.headers.get(FRONT_DOOR_HEADER, "").encode()
+            if not hmac.compare_digest(presented, front_door_id):
+                return problem(
+                    403,
+                    "not-through-gateway",
+                    "Forbidden",
+                    "Requests must come through the API's gateway.",
+                )
+        principal: Principal | None = None
+        scope = REQUIRED_SCOPES.get(request.endpoint or "")
+        if authenticator is not None and scope is not None:
+            try:
+                principal = authenticator.authenticate(request.headers)
+                require_scope(principal, scope, authenticator.scheme)
+            except AuthFailure as failure:
+                return problem(
+                    failure.status,
+                    failure.problem_type,
+                    "Unauthorized" if failure.status == 401 else "Forbidden",
+                    failure.detail,
+                    {"WWW-Authenticate": failure.challenge},
+                )
+        if limiter is None:
+            return None
+        policy = limiter.policy_for(principal.rate_limit if principal else None)
+        if policy is None:
+            return None
+        if principal is not None:
+            identity = principal.identity
+        else:
+            peer = request.remote_addr or ""
+            forwarded = request.headers.get("X-Forwarded-For")
+            identity = "addr:" + client_address(peer, forwarded, trusted)
+        verdict = limiter.hit(identity, policy)
+        g.rate_limit_headers = verdict.headers
+        if verdict.allowed:
+            return None
+        LIMITED.labels(f"{identity.partition(':')[0]}:{verdict.reason}").inc()
+        return problem(
+            429,
+            "rate-limited",
+            "Too Many Requests",
+            "This client sent too many requests; retry after the time in Retry-After.",
+            verdict.headers,
+        )
+
+    def add_headers(response: Response) -> Response:
+        headers = g.get("rate_limit_headers")
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    if authenticator is not None or limiter is not None or front_door_id:
+        app.before_request(guard)
+    if limiter is not None:
+        app.after_request(add_headers)
