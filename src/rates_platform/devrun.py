@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -64,21 +64,24 @@ def run(
     server: EmbeddedPostgres | None,
     prepare: Callable[[], dict[str, str]],
     command: Sequence[str],
+    server_settings: Mapping[str, str] | None = None,
 ) -> int:
     """Prepare the database, then serve with ``command`` until it exits or we are told
-    to stop; ``server`` (None for an external database) is kept running meanwhile and
-    stopped at the end. Returns the exit status."""
+    to stop; ``server`` (None for an external database) is kept running meanwhile, with
+    the ``server_settings`` ``prepare`` started it with, and stopped at the end. Returns
+    the exit status."""
     try:
         with exclusive(data_dir):
-            return _Supervisor(server).run(data_dir, prepare, command)
+            return _Supervisor(server, server_settings).run(data_dir, prepare, command)
     except AlreadyRunning as exc:
         _say(str(exc))
         return ALREADY_RUNNING
 
 
 class _Supervisor:
-    def __init__(self, server: EmbeddedPostgres | None) -> None:
+    def __init__(self, server: EmbeddedPostgres | None, settings: Mapping[str, str] | None) -> None:
         self.server = server
+        self.settings = settings
         self.child: subprocess.Popen[bytes] | None = None
         self.serving = False
         self.stop_signal: int | None = None
@@ -153,7 +156,7 @@ class _Supervisor:
         _say("PostgreSQL is not running; starting it again")
         began = time.monotonic()
         try:
-            server.start()
+            server.start(self.settings)
         except RuntimeError as exc:  # e.g. a killed server's backends still hold its memory
             if self.stop_signal is not None:  # the Ctrl-C reached pg_ctl too; we are stopping
                 return

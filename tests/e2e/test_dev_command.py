@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -136,6 +137,14 @@ def postmaster_pid(server: EmbeddedPostgres) -> int:
     return int((server.datadir / "postmaster.pid").read_text().split()[0])
 
 
+def command_line_settings(server: EmbeddedPostgres) -> set[tuple[str, str]]:
+    with psycopg.connect(server.superuser_conninfo()) as conn:
+        rows = conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE source = 'command line'"
+        ).fetchall()
+    return set(rows)
+
+
 def seconds_until_rates_answer(base: str, within: float) -> float:
     """How long until `/rates` answers 200 again; fails after ``within`` seconds."""
     started = time.monotonic()
@@ -181,6 +190,7 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     assert requests.get(base + EXAMPLE, timeout=5).status_code == 200
 
     # PostgreSQL dies, as by a crash: an immediate shutdown, then a killed postmaster.
+    settings = command_line_settings(postgres)
     first_pid = postmaster_pid(postgres)
     postgres.stop(mode="immediate")
     assert seconds_until_rates_answer(base, within=10) < 10
@@ -189,6 +199,7 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     os.kill(second_pid, signal.SIGKILL)
     assert seconds_until_rates_answer(base, within=10) < 10
     assert postmaster_pid(postgres) not in (first_pid, second_pid)
+    assert command_line_settings(postgres) == settings  # started again as `rates dev` did
 
     output = interrupt(process)
     assert process.returncode == 0, output
@@ -198,9 +209,9 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     with pytest.raises(requests.ConnectionError):  # the server stopped too
         requests.get(base + "/healthz", timeout=2)
     assert list(private_tmp.iterdir()) == []
-    # Nor in the shared one, should anything ignore TMPDIR: PostgreSQL's socket or lock
-    # (named by our port), or a metrics directory.
-    ours = (str(pg_port), str(api_port), "rates-metrics-")
+    # Nor in the shared one, for what ignores TMPDIR: PostgreSQL's socket and its lock
+    # (named by our port; a rates-* directory there may be another process's).
+    ours = (str(pg_port), str(api_port))
     new_entries = set(os.listdir(shared_tmp)) - shared_before
     assert {name for name in new_entries if any(mark in name for mark in ours)} == set()
     assert not (data_dir / "metrics").exists()
