@@ -29,10 +29,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=3000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
+# The metrics directory exists before any process starts: every command imports the
+# metrics (prometheus_client opens files there at import time).
 RUN test -s "$SSL_CERT_FILE" \
     && groupadd --system --gid 10001 rates \
     && useradd --system --uid 10001 --gid rates --no-create-home --shell /usr/sbin/nologin rates \
-    && install -d -o 10001 -g 10001 -m 0700 /secrets
+    && install -d -o 10001 -g 10001 -m 0700 /secrets \
+    && install -d -o 10001 -g 10001 -m 0700 "$PROMETHEUS_MULTIPROC_DIR"
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY db/rates.sql ./db/rates.sql

@@ -187,5 +187,32 @@ def install(root: Path) -> InstalledImage:
     paths[CONTAINER_TMP].mkdir()
     paths[CONTAINER_TMP].chmod(0o1777)
     image = InstalledImage(root, paths, {}, paths[workdir_in_image], runtime.last("USER"), runtime)
+    for args in runtime.all("RUN"):
+        _run(image, args)
     env = {key: image.map(value) for key, value in runtime.env().items()}
     return InstalledImage(root, paths, env, image.workdir, image.user, runtime)
+
+
+def _run(image: InstalledImage, args: str) -> None:
+    """The runtime stage's RUN lines, one `&&` step at a time: directories it makes
+    (`install -d`, with owner and mode) and files it checks (`test -s`) are acted out;
+    users it adds are used by number; any other step fails, so a new one gets emulated."""
+    env = image.runtime.env()
+    for step in args.split("&&"):
+        words = [re.sub(r"\$(\w+)", lambda m: env.get(m[1], ""), w) for w in shlex.split(step)]
+        if words[:2] == ["test", "-s"]:
+            assert Path(words[2]).stat().st_size > 0, f"RUN {step}: {words[2]} is empty"
+        elif words[0] in ("groupadd", "useradd"):
+            continue
+        elif words[:2] == ["install", "-d"]:
+            options = dict(zip(words[2:-1:2], words[3:-1:2], strict=True))
+            target = words[-1]
+            if image.map(target) == target:  # not below a mapped directory: map it
+                image.paths[target] = image.root / target.lstrip("/")
+            directory = Path(image.map(target))
+            directory.mkdir(parents=True)
+            directory.chmod(int(options.get("-m", "755"), 8))
+            if os.geteuid() == 0:
+                os.chown(directory, int(options["-o"]), int(options["-g"]))
+        else:
+            raise AssertionError(f"the image emulation does not know this RUN step: {step}")

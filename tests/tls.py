@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,12 +181,21 @@ class TlsPostgres(EmbeddedPostgres):
 
 
 @contextmanager
-def running_tls_postgres(directory: Path) -> Iterator[TlsPostgres]:
-    """A started TLS server with its own PKI under ``directory``; stopped on exit."""
-    pki = make_pki(directory / "pki")
-    server = TlsPostgres(directory / "data", free_port(), pki)
-    server.start({"fsync": "off"})
+def running_tls_postgres(directory: Path | None = None) -> Iterator[TlsPostgres]:
+    """A started TLS server with its own PKI under ``directory``; stopped on exit.
+
+    By default a temporary directory outside pytest's: a concurrent pytest run resets
+    pytest's root to 0700, which would lock the server's system user out of its data.
+    """
+    own = directory is None
+    base = Path(tempfile.mkdtemp(prefix="rates-tls-")) if directory is None else directory
+    pki = make_pki(base / "pki")
+    server = TlsPostgres(base / "data", free_port(), pki)
     try:
+        server.start({"fsync": "off"})
         yield server
     finally:
-        server.stop()
+        if server.running:
+            server.stop()
+        if own:
+            shutil.rmtree(base, ignore_errors=True)

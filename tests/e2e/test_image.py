@@ -152,8 +152,8 @@ def test_entrypoint_serves_and_the_healthcheck_passes(
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPostgres]:
-    with running_tls_postgres(tmp_path_factory.mktemp("tls")) as server:
+def tls_server() -> Iterator[TlsPostgres]:
+    with running_tls_postgres() as server:
         server.create_login(TLS_USER, TLS_PASSWORD)
         yield server
 
