@@ -268,7 +268,7 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
     ),
     (
         ".github/workflows/main.yml",
-        "python3 scripts/smoke.py http://127.0.0.1:3000 --sample-data || status=$?",
+        "python3 scripts/smoke.py http://127.0.0.1:3000 --sample-data --wait 300 || status=$?",
         "true",
         policy.check_pipeline_order,
         "before its push",
