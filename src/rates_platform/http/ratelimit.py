@@ -179,7 +179,6 @@ class RateLimiter:
 
     def hit(self, identity: str, policy: Policy) -> Verdict:
         """Count one request in every window; refused if any window is over its quota."""
-        now = time.time()
         tightest: tuple[int, int, str] | None = None  # remaining, reset seconds, name
         refused, retry_after = "", 0
         for name, item in zip(policy.names, policy.items, strict=True):
@@ -187,7 +186,7 @@ class RateLimiter:
                 item.key_for(identity), item.get_expiry()
             )
             remaining = item.amount - count
-            reset = max(1, math.ceil(expires_at - now))
+            reset = max(1, math.ceil(expires_at - time.time()))
             if remaining < 0:
                 refused = refused or item.GRANULARITY.name
                 retry_after = max(retry_after, reset)
