@@ -190,9 +190,11 @@ resource "azurerm_role_definition" "app_deployer" {
     actions = [
       "Microsoft.App/containerApps/read",
       "Microsoft.App/containerApps/write",
+      "Microsoft.App/containerApps/listSecrets/action", # az containerapp update reads them (there are none)
       "Microsoft.App/containerApps/revisions/read",
       "Microsoft.App/jobs/read",
       "Microsoft.App/jobs/write",
+      "Microsoft.App/jobs/listSecrets/action",
       "Microsoft.App/jobs/start/action",
       "Microsoft.App/jobs/executions/read",
       "Microsoft.App/managedEnvironments/read",

@@ -768,3 +768,18 @@ def check_same_postgres_image(root: Path = ROOT) -> list[str]:
         for image in re.findall(r"image:\s*(postgres\S+)", ci)
         if image not in pinned
     ]
+
+
+def check_deploy_reads_outputs(root: Path = ROOT) -> list[str]:
+    """What the deploy job reads from `terraform output` is what app-infra outputs."""
+    deploy = (root / ".github" / "workflows" / "deploy.yml").read_text(encoding="utf-8")
+    read = set(re.findall(r'"([a-z_]+)"', deploy)) | set(
+        re.findall(r"outputs\['([a-z_]+)'\]", deploy)
+    )
+    outputs = _outputs(root / "infrastructure" / "app-infra" / "outputs.tf")
+    used = {name for name in read if name.endswith(("_name", "_fqdn"))}
+    if not used:
+        return ["deploy.yml: reads no app-infra outputs"]
+    return [
+        f"deploy.yml: reads output {name}, which app-infra lacks" for name in sorted(used - outputs)
+    ]

@@ -57,6 +57,7 @@ PIPELINE_CHECKS: list[Check] = [
     policy.check_readme_deploy,
     policy.check_terraform_inputs,
     policy.check_same_postgres_image,
+    policy.check_deploy_reads_outputs,
 ]
 
 
@@ -315,6 +316,13 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
         "(`registry_server`)",
         policy.check_readme_deploy,
         "no output registry_server",
+    ),
+    (
+        "infrastructure/app-infra/outputs.tf",
+        'output "access_job_name" {',
+        'output "access_job" {',
+        policy.check_deploy_reads_outputs,
+        "reads output access_job_name",
     ),
     (  # a plan that would stop at an input prompt under -input=false
         ".github/workflows/infra.yml",
