@@ -38,6 +38,8 @@ from rates_platform.app import create_app
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
 from rates_platform.dbaccess.chain import Anchor
+from rates_platform.dbaccess.roles import ensure_login_member
+from rates_platform.dbaccess.secrets import new_password
 from rates_platform.devdb import SYSTEM_USER, EmbeddedPostgres
 from rates_platform.settings import Settings
 
@@ -52,6 +54,10 @@ QUERIES = (
     "/rates?date_from=2016-01-01&date_to=2016-01-31&orig_code=CNSGH&dest_code=NLRTM",
 )
 PASSED, FAILED, INCONCLUSIVE = 0, 1, 3
+# The checks read, never write: the rates tables and the audit tables. The Azure drill's
+# identity gets exactly these roles; locally the restored copy is checked as this login.
+DRILL_LOGIN = "rates_drill"
+DRILL_ROLES = ("rates_reader", "rates_auditor")
 
 
 @dataclass
@@ -190,6 +196,7 @@ class Backup:
     target: datetime
     anchor: Anchor  # the audit chain's head at the target time
     expected: dict[str, Any]  # /rates answers at the target time
+    password: str = field(repr=False)  # the drill login's, in memory only
 
 
 def prepare(workdir: Path, report: Report, sample: Path = SAMPLE) -> Backup:
@@ -219,6 +226,12 @@ def prepare(workdir: Path, report: Report, sample: Path = SAMPLE) -> Backup:
         live = source.superuser_conninfo(DATABASE)
         schema.migrate(live)
         schema.load_sample(live, sample)
+        password = new_password()
+        with psycopg.connect(live, autocommit=True) as conn:
+            ensure_login_member(conn, DRILL_LOGIN, password, group=DRILL_ROLES[0])
+            for role in DRILL_ROLES[1:]:
+                grant = sql.SQL("GRANT {} TO {}")
+                conn.execute(grant.format(sql.Identifier(role), sql.Identifier(DRILL_LOGIN)))
         at_backup = answers(live)
         base = backups / "base"
         backup = ["-D", str(base), "-h", str(source.datadir), "-p", str(source.port)]
@@ -244,13 +257,13 @@ def prepare(workdir: Path, report: Report, sample: Path = SAMPLE) -> Backup:
         report.check(
             all(status == 200 for status, _ in expected.values()), "every query answered 200"
         )
-    return Backup(base, archive, target, anchor, expected)
+    return Backup(base, archive, target, anchor, expected, password)
 
 
 @contextmanager
 def restore(workdir: Path, backup: Backup, target: datetime | None) -> Iterator[str]:
     """The base backup copied into a new data directory and recovered from the archive
-    up to ``target`` (None: all of it); yields the restored database's conninfo."""
+    up to ``target`` (None: all of it); yields the drill login's conninfo to it."""
     restored = EmbeddedPostgres(workdir / f"restored-{_free_port()}", _free_port())
     shutil.copytree(backup.base, restored.datadir)
     _give_to_server(restored.datadir)
@@ -266,9 +279,8 @@ def restore(workdir: Path, backup: Backup, target: datetime | None) -> Iterator[
     _configure(restored.datadir, recovery)
     with _running(restored):
         restored.start()
-        copy = restored.superuser_conninfo(DATABASE)
-        _wait_promoted(copy)
-        yield copy
+        _wait_promoted(restored.superuser_conninfo(DATABASE))
+        yield restored.tcp_conninfo(DRILL_LOGIN, backup.password, DATABASE)
 
 
 def local_drill(workdir: Path, sample: Path = SAMPLE) -> Report:
