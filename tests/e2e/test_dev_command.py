@@ -105,6 +105,18 @@ def test_dev_serves_sample_data_keeps_it_and_stops_cleanly(tmp_path: Path) -> No
     rates = requests.get(base + EXAMPLE, timeout=5).json()["rates"]
     assert len(rates) == 31
     assert rates[0] == {"day": "2021-01-31", "price": 1154.3333333333333, "count": 3}
+    # The behave scenarios, the original service's exact values included, as the README
+    # runs them against `make run`.
+    behave = subprocess.run(
+        [sys.executable, "-m", "behave", "--format", "progress", "features"],
+        cwd=ROOT,
+        env={**os.environ, "RATES_BASE_URL": base},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert behave.returncode == 0, behave.stdout + behave.stderr
+    assert " 0 failed" in behave.stdout and "0 skipped" in behave.stdout, behave.stdout
     # The README's rotation, against the running service: it keeps answering.
     before = dbaccess(tmp_path, "status", "--json")["active_slot"]
     rotate = subprocess.run(
