@@ -39,6 +39,8 @@ UNTAGGABLE = {
     "azurerm_postgresql_flexible_server_database",
     "azurerm_postgresql_flexible_server_active_directory_administrator",
     "azurerm_monitor_diagnostic_setting",
+    "azurerm_logic_app_trigger_http_request",  # parts of a (tagged) Logic App workflow
+    "azurerm_logic_app_action_http",
     "random_password",
 }
 SECRET_NAME = re.compile(r"pass(word)?|secret|token|private_key|connection_string|sas", re.I)
