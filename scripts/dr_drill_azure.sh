@@ -22,7 +22,8 @@ database=${DATABASE:-rates}
 age=${DRILL_TARGET_AGE_MIN:-15}
 stamp=$(date -u +%Y%m%d%H%M)
 scratch="${SOURCE_SERVER}-drill-${stamp}"
-target=$(date -u -d "-${age} minutes" +%Y-%m-%dT%H:%M:%S+00:00)
+# Epoch arithmetic: GNU and busybox date both read -d @SECONDS.
+target=$(date -u -d "@$(($(date +%s) - age * 60))" +%Y-%m-%dT%H:%M:%S+00:00)
 
 log() { printf '%s dr-drill: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 

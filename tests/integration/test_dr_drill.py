@@ -4,9 +4,10 @@ the target time passes every check, and a restore past it is caught."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,85 @@ def test_compare_refuses_a_target_time_without_an_offset() -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["compare", "--source", "", "--restored", "", "--target-time", "2026-01-01T00:00"])
     assert exit_.value.code == 2
+
+
+# --- scripts/dr_drill_azure.sh against stand-ins for `az` and the drill's Python ------
+
+STANDIN_AZ = """#!/usr/bin/env bash
+echo "az $*" >> "$CALLS"
+case "$*" in
+  "postgres flexible-server restore "*) [ -z "${FAIL_RESTORE:-}" ] ;;
+  "postgres flexible-server show "*"--name psql-live "*) echo psql-live.example ;;
+  "postgres flexible-server show "*) echo psql-scratch.example ;;
+  "account get-access-token "*) echo "$TOKEN" ;;
+esac
+"""
+# Records its arguments and whether the token reached it, then exits as told.
+STANDIN_PYTHON = """#!/usr/bin/env bash
+echo "python3 $* token=$([ "$PGPASSWORD" = "$TOKEN" ] && echo yes || echo no)" >> "$CALLS"
+exit "${DRILL_EXIT:-0}"
+"""
+TOKEN = "entra-token-not-a-password"  # noqa: S105 - the stand-in's token
+
+
+def run_azure_drill(directory: Path, **env: str) -> tuple[int, list[str], str]:
+    bin_dir = directory / "bin"
+    bin_dir.mkdir()
+    for name, text in (("az", STANDIN_AZ), ("python3", STANDIN_PYTHON)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    calls = directory / "calls"
+    calls.touch()
+    base = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "TOKEN": TOKEN,
+        "RESOURCE_GROUP": "rg-rates-prod",
+        "SOURCE_SERVER": "psql-live",
+        "DRILL_LOGIN": "id-rates-prod-drill",
+        "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
+    }
+    result = subprocess.run(
+        [str(Path(__file__).parents[2] / "scripts" / "dr_drill_azure.sh")],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.returncode, calls.read_text().splitlines(), result.stdout + result.stderr
+
+
+def _option(call: str, name: str) -> str:
+    words = call.split()
+    return words[words.index(name) + 1]
+
+
+def test_azure_drill_restores_compares_at_the_same_time_and_deletes(tmp_path: Path) -> None:
+    code, calls, output = run_azure_drill(tmp_path)
+    assert code == 0, output
+    restore_call = next(c for c in calls if "flexible-server restore" in c)
+    compare_call = next(c for c in calls if c.startswith("python3"))
+    scratch = _option(restore_call, "--name")
+    assert scratch.startswith("psql-live-drill-") and _option(restore_call, "--source-server")
+    target = datetime.fromisoformat(_option(restore_call, "--restore-time"))
+    assert timedelta(minutes=14) < datetime.now(UTC) - target < timedelta(minutes=16)
+    assert _option(compare_call, "--target-time") == _option(restore_call, "--restore-time")
+    assert "host=psql-live.example" in compare_call and "host=psql-scratch.example" in compare_call
+    assert compare_call.count("sslmode=verify-full sslrootcert=system") == 2
+    assert compare_call.endswith("token=yes")  # the Entra token is the password...
+    assert TOKEN not in output  # ...and never printed
+    assert calls[-1].startswith("az postgres flexible-server delete") and scratch in calls[-1]
+
+
+def test_azure_drill_deletes_the_scratch_server_when_a_check_fails(tmp_path: Path) -> None:
+    code, calls, _ = run_azure_drill(tmp_path, DRILL_EXIT="1")
+    assert code == 1
+    assert calls[-1].startswith("az postgres flexible-server delete")
+
+
+def test_azure_drill_reports_a_failed_restore_apart(tmp_path: Path) -> None:
+    code, calls, output = run_azure_drill(tmp_path, FAIL_RESTORE="1")
+    assert code == 2, output
+    assert not any(c.startswith("python3") for c in calls)
+    assert calls[-1].startswith("az postgres flexible-server delete")
