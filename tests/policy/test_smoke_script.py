@@ -1,10 +1,13 @@
-"""scripts/smoke.py against a local stand-in of a deployed API: it waits while the API
-reports not ready (a first deploy), and a proxy's HTML error page is a failed check,
-not a crash."""
+"""scripts/smoke.py and scripts/loadtest.sh against a local stand-in of a deployed API:
+smoke waits while the API reports not ready (a first deploy), and a proxy's HTML error
+page is a failed check, not a crash; the load test passes a healthy API and fails on
+errors."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -53,9 +56,14 @@ class Api(BaseHTTPRequestHandler):
             self.send(404, {"title": "Not Found"}, problem)
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # wrk closes connections mid-answer when its time is up
+
+
 @pytest.fixture
 def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    server = QuietServer(("127.0.0.1", 0), Api)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -94,3 +102,38 @@ def test_an_html_error_page_is_a_failed_check(api: str) -> None:
     assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stderr
     assert "FAIL the documented example has 31 days" in result.stdout
+
+
+def loadtest(base: str, p99_ms: str) -> subprocess.CompletedProcess[str]:
+    """Two seconds; the stand-in is a thread-per-connection Python server, so its p99
+    is no measure of the API: the latency gate is exercised with explicit limits."""
+    return subprocess.run(
+        [str(policy.ROOT / "scripts" / "loadtest.sh"), base],
+        env={**os.environ, "DURATION": "2s", "P99_MS": p99_ms},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed: make system-packages")
+def test_loadtest_passes_a_healthy_api(api: str) -> None:
+    result = loadtest(api, "10000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ", 0 errors, p99" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed: make system-packages")
+def test_loadtest_fails_on_errors(api: str) -> None:
+    Api.html_rates = True  # every /rates answers 502
+    result = loadtest(api, "10000")
+    assert result.returncode == 1
+    assert " 0 errors" not in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed: make system-packages")
+def test_loadtest_fails_over_the_latency_limit(api: str) -> None:
+    result = loadtest(api, "0.001")
+    assert result.returncode == 1
+    assert ", 0 errors, p99" in result.stdout
