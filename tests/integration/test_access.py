@@ -365,3 +365,22 @@ def test_entra_people_need_azure_and_nothing_changes_without_it(adb: AccessDb) -
     with pytest.raises(AccessError, match="pgaadauth_create_principal"):
         admin.add_person("erin", approver=False, groups=[], password=None, entra=True)
     assert "erin" not in [p["name"] for p in admin.people()]
+
+
+def test_an_undecided_request_lapses_and_can_no_longer_be_approved(
+    adb: AccessDb, alice: Person, approvers: list[Person]
+) -> None:
+    row = alice.access.request("rates_reader", 5, "nobody will answer in time", False)
+    # The policy's shortest wait is a minute: move this request's deadline instead of
+    # sleeping through it (the superuser, as a clock would).
+    with psycopg.connect(adb.superuser, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE access.requests SET decide_by = now() - interval '1 second' WHERE id = %s",
+            (row["id"],),
+        )
+    with pytest.raises(WrongState, match="not decided in time"):
+        approvers[0].access.approve(row["id"])
+    events = approvers[1].access.expire()
+    assert [e["kind"] for e in events if e["request_id"] == row["id"]] == ["lapsed"]
+    assert alice.access.show(row["id"])["status"] == "lapsed"
+    assert [kind for kind, _ in events_for(adb, row["id"])] == ["access.request", "access.expire"]
