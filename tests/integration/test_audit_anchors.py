@@ -186,6 +186,17 @@ def test_an_edited_or_removed_anchor_line_is_reported(
     assert code != 0 and len(cli.read_text().splitlines()) == 2
 
 
+def test_a_removed_anchor_file_is_reported(
+    fresh_db: PreparedDatabase, cli: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    append(fresh_db, "one")
+    run(capsys, "anchor")
+    cli.unlink()
+    code, out = run(capsys, "verify")
+    assert code == EXIT_BROKEN_CHAIN
+    assert "audit anchors broken" in out and "no anchor" in out
+
+
 def test_a_bad_sink_is_a_configuration_error(
     fresh_db: PreparedDatabase, cli: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -249,4 +260,4 @@ def test_grant_auditor_creates_an_entra_principal_once_and_audits_it(
             (principal,),
         ).fetchone()
     assert changes == (2,)
-    assert run(capsys, "verify")[0] == 0
+    assert run(capsys, "anchor")[0] == 0

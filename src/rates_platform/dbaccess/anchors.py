@@ -34,8 +34,9 @@ class AnchorSink(Protocol):
     def append(self, anchor: Anchor) -> None:
         """Store one anchor durably after every earlier one."""
 
-    def read(self) -> list[Anchor]:
-        """Every anchor, oldest first; AnchorError if a line was edited or removed."""
+    def read(self, *, missing_ok: bool = False) -> list[Anchor]:
+        """Every anchor, oldest first; AnchorError if a line was edited or removed, or
+        if there is no anchor at all (unless ``missing_ok``: before the first one)."""
 
 
 def line_hash(line: str) -> str:
@@ -49,8 +50,11 @@ def encode(anchor: Anchor, prev: str) -> str:
     )
 
 
-def decode(lines: list[str], where: str) -> list[Anchor]:
-    """Parse anchor lines and check that each follows the one before it."""
+def decode(lines: list[str], where: str, missing_ok: bool = True) -> list[Anchor]:
+    """Parse anchor lines and check that each follows the one before it. No line at all
+    is an error unless ``missing_ok``: a deleted sink must not pass for a new one."""
+    if not lines and not missing_ok:
+        raise AnchorError(f"{where}: no anchor (never anchored, or the anchors were removed)")
     anchors, prev = [], GENESIS
     for number, line in enumerate(lines, 1):
         try:
@@ -90,8 +94,8 @@ class FileSink:
             raise AnchorError(f"{self.path}: the last line is incomplete")
         return text.splitlines()
 
-    def read(self) -> list[Anchor]:
-        return decode(self._lines(), str(self.path))
+    def read(self, *, missing_ok: bool = False) -> list[Anchor]:
+        return decode(self._lines(), str(self.path), missing_ok)
 
     def append(self, anchor: Anchor) -> None:
         created = not self.path.exists()
@@ -133,8 +137,8 @@ class AppendBlobSink:
             raise AnchorError(f"{self.where}: cannot read ({type(exc).__name__})") from None
         return data.decode()
 
-    def read(self) -> list[Anchor]:
-        return decode(self._text().splitlines(), self.where)
+    def read(self, *, missing_ok: bool = False) -> list[Anchor]:
+        return decode(self._text().splitlines(), self.where, missing_ok)
 
     def append(self, anchor: Anchor) -> None:
         text = self._text()

@@ -207,7 +207,7 @@ def _audit_anchor(conn: psycopg.Connection[Any], spec: str | None) -> int:
     anchor: a rewritten history is never anchored as if it were the real one."""
     sink = _anchor_sink(spec)
     try:
-        earlier = sink.read()
+        earlier = sink.read(missing_ok=True)
         head = audit.head(conn)
         result = audit.verify(conn, earlier)
         if not result.intact:
