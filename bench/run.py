@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,6 +78,11 @@ NAIVE = "naive /rates (mixed)"
 MIN_MIXED_TO_GUNICORN_HELLO = 0.7
 MIN_MIXED_TO_NAIVE = 5.0
 MAX_P99_MS = 25.0
+# The mixed lanes again with per-client limits on (never reached: every request is
+# counted, none refused); the limited path must stay within 5 % of the unlimited one.
+RATE_LIMITED_MIXED = "mixed, RATE_LIMIT set"
+BENCH_RATE_LIMIT = "1000000/second;60000000/minute"
+MIN_LIMITED_TO_UNLIMITED = 0.95
 
 
 @dataclass
@@ -234,6 +240,22 @@ def worker_rss_mb(api: ApiServer) -> list[float]:
     )
 
 
+def with_rate_limit(
+    api_login: str,
+    args: argparse.Namespace,
+    measure: Callable[[str], object],
+    warm_up: Callable[[str], object],
+) -> None:
+    """The same lanes on a server with RATE_LIMIT set high enough never to refuse:
+    what counting every request in the shared store costs (target: within 5 %)."""
+    limited = ApiServer(api_login, RATE_LIMIT=args.rate_limit)
+    try:
+        warm_up(limited.base)
+        measure(limited.base)
+    finally:
+        limited.stop()
+
+
 def run_dataset(
     label: str, shape: Shape | None, args: argparse.Namespace, wrk_bin: str
 ) -> dict[str, object]:
@@ -284,6 +306,13 @@ def run_dataset(
             for name in (*SHAPES, "region→region 1 year"):
                 measure(name, sets[name], 1)
         rss = worker_rss_mb(api)
+        if shape is None and args.rate_limit:
+            with_rate_limit(
+                api_login,
+                args,
+                lambda base: measure(RATE_LIMITED_MIXED, sets["mixed"], args.connections, base),
+                lambda base: wrk(wrk_bin, base, sets["mixed"], args.connections, 3),
+            )
         references = {}
         if shape is None:
             references = {
@@ -339,7 +368,21 @@ def check_targets(run: dict[str, object]) -> list[str]:
     ours = [
         r for r in results.values() if r["scenario"] not in (HELLO_GUNICORN, HELLO_GRANIAN, NAIVE)
     ]
+    limited = results.get(RATE_LIMITED_MIXED)
     checks = [
+        *(
+            [
+                (
+                    f"/rates mixed with RATE_LIMIT = "
+                    f"{limited['requests_per_second'] / mixed['requests_per_second']:.3f}x"
+                    f" without (target >= {MIN_LIMITED_TO_UNLIMITED})",
+                    limited["requests_per_second"] / mixed["requests_per_second"]
+                    >= MIN_LIMITED_TO_UNLIMITED,
+                )
+            ]
+            if limited
+            else []
+        ),
         (
             f"/rates mixed = {mixed['ratio_to_gunicorn_hello']:.2f}x bare hello under gunicorn"
             f" gthread 2x2 (target >= {MIN_MIXED_TO_GUNICORN_HELLO})",
@@ -370,6 +413,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--rate-limit",
+        default=BENCH_RATE_LIMIT,
+        metavar="SPEC",
+        help="also measure the mixed lanes with this RATE_LIMIT ('' to skip)",
+    )
     args = parser.parse_args()
     wrk_bin = ensure_wrk()
     datasets: list[tuple[str, Shape | None]] = (
