@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from rates_platform.access import queries
 from rates_platform.access.domain import RolePolicy
 from rates_platform.access.errors import AccessError, NotAllowed, WrongState
 from rates_platform.access.notify import JsonLinesSink, Notifier, WebhookSink
@@ -300,6 +301,8 @@ def test_a_statement_run_under_a_grant_shows_in_its_activity(
     marker = f"activity-marker-{row['id']}"
     with psycopg.connect(adb.grant_login(str(row["login_name"]), alice.pgpass)) as conn:
         conn.execute(f"SELECT count(*) FROM ports WHERE code <> '{marker}'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the grant cannot hide
+            conn.execute("SET log_statement = 'none'")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         statements = approvers[0].access.activity(row["id"], adb.server.log_file)
@@ -384,3 +387,39 @@ def test_an_undecided_request_lapses_and_can_no_longer_be_approved(
     assert [e["kind"] for e in events if e["request_id"] == row["id"]] == ["lapsed"]
     assert alice.access.show(row["id"])["status"] == "lapsed"
     assert [kind for kind, _ in events_for(adb, row["id"])] == ["access.request", "access.expire"]
+
+
+def test_a_grant_the_job_ends_late_is_reported_overdue(
+    adb: AccessDb, alice: Person, approvers: list[Person], caplog: pytest.LogCaptureFixture
+) -> None:
+    row = granted(adb, alice, approvers, 5)
+    # As if the job had been down for two minutes past the grant's end.
+    with psycopg.connect(adb.superuser, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE access.requests SET ends_at = now() - interval '2 minutes' WHERE id = %s",
+            (row["id"],),
+        )
+    with caplog.at_level("WARNING", logger="rates_platform.access"):
+        events = approvers[0].access.expire()
+    assert [e["kind"] for e in events if e["request_id"] == row["id"]] == ["overdue"]
+    assert any(
+        r.getMessage().startswith(f"access.overdue request={row['id']} ") for r in caplog.records
+    )
+    assert not can_login(adb.grant_login(str(row["login_name"]), alice.pgpass))
+
+
+def test_only_whole_scram_verifiers_are_accepted_never_a_password(
+    adb: AccessDb, alice: Person
+) -> None:
+    with psycopg.connect(alice.conninfo, autocommit=True) as conn:
+        for verifier in ("hunter2", "SCRAM-SHA-256$hunter2", None):
+            with pytest.raises(AccessError, match="SCRAM-SHA-256 verifier"):
+                queries.request(
+                    conn,
+                    "rates_reader",
+                    5,
+                    "a password is no verifier",
+                    False,
+                    verifier,  # type: ignore[arg-type]
+                )
+    assert all(r["requester"] != alice.name for r in alice.access.requests())  # none made

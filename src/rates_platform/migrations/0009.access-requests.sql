@@ -282,7 +282,8 @@ BEGIN
             USING ERRCODE = 'duplicate_object';
     END IF;
     IF verifier IS NOT NULL THEN
-        IF verifier NOT LIKE 'SCRAM-SHA-256$%' THEN
+        -- Anything but a whole verifier would be taken as a plaintext password.
+        IF verifier !~ '^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$' THEN
             RAISE EXCEPTION 'access: a password login needs a SCRAM-SHA-256 verifier'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
@@ -434,7 +435,7 @@ BEGIN
     IF (rule.reason_required OR emergency) AND length(btrim(coalesce(reason, ''))) < 3 THEN
         RAISE EXCEPTION 'access: a reason is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF verifier IS NULL OR verifier NOT LIKE 'SCRAM-SHA-256$%' THEN
+    IF verifier IS NULL OR verifier !~ '^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$' THEN
         RAISE EXCEPTION 'access: a request needs the SCRAM-SHA-256 verifier of its login'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
