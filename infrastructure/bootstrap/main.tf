@@ -56,6 +56,21 @@ resource "azurerm_storage_container" "state" {
   container_access_type = "private"
 }
 
+# The bootstrap's own state, after its first run (README: Deploy): only the operator who
+# ran it may read or write it; no pipeline identity can.
+resource "azurerm_storage_container" "bootstrap" {
+  #checkov:skip=CKV2_AZURE_21:Blob read/write/delete logs go to Log Analytics through the diagnostic setting below.
+  name                  = "tfstate-bootstrap"
+  storage_account_id    = azurerm_storage_account.state.id
+  container_access_type = "private"
+}
+
+resource "azurerm_role_assignment" "operator_state" {
+  scope                = azurerm_storage_container.bootstrap.resource_manager_id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
 resource "azurerm_user_assigned_identity" "github" {
   for_each            = local.github_identities
   name                = "id-${var.name_prefix}-${each.key}"

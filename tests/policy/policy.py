@@ -511,12 +511,14 @@ def check_state_access(root: Path = INFRA) -> list[str]:
         ("Storage Blob Data Reader", "${local.by_role.plan}"),
         ("Storage Blob Data Reader", "${var.state_reader_principal_ids}"),
     }
+    operator = "${azurerm_storage_container.bootstrap.resource_manager_id}"
     return [
         f"bootstrap: {name}: {body.get('role_definition_name')} on state to {body.get('for_each')}"
         for _, kind, name, body in resources(root / "bootstrap")
         if kind == "azurerm_role_assignment"
         and "azurerm_storage_" in str(body.get("scope"))
         and (body.get("role_definition_name"), body.get("for_each")) not in allowed
+        and not (body.get("scope") == operator and "client_config" in str(body["principal_id"]))
     ]
 
 
