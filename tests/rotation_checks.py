@@ -8,7 +8,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from rates_platform.dbaccess import audit
-from rates_platform.dbaccess.secrets import CURRENT, PENDING, PREVIOUS, LocalFileStore
+from rates_platform.dbaccess.secrets import CURRENT, PENDING, PREVIOUS, LocalFileStore, with_stage
 
 SECRET = "rates-db-app"  # noqa: S105 - the secret's name
 STEP_EVENTS = {"rotation.create", "rotation.set", "rotation.test", "rotation.finish"}
@@ -25,8 +25,9 @@ def logs_in(server: str, username: str, password: str) -> bool:
 
 
 def current_logs_in(server: str, store: LocalFileStore) -> bool:
-    currents = [v for v in store._load().get(SECRET, []) if CURRENT in v["stages"]]
-    return len(currents) == 1 and logs_in(server, **currents[0]["value"])
+    """What the API reads (the newest current version) logs in."""
+    current = with_stage(store, SECRET, CURRENT)
+    return current is not None and logs_in(server, **current.value)
 
 
 def assert_rotation_invariants(admin: str, server: str, store: LocalFileStore) -> None:
