@@ -90,6 +90,9 @@ def test_anchors_are_appended_to_a_private_file_and_verify(
     assert lines[1]["prev"] != lines[0]["prev"]  # each line chains to the one before
     code, out = run(capsys, "verify")
     assert (code, "2 anchors hold" in out) == (0, True), out
+    os.environ.pop("AUDIT_ANCHORS")
+    code, out = run(capsys, "verify")
+    assert (code, "no anchors checked" in out) == (0, True), out
 
 
 def test_a_superuser_rewrite_with_recomputed_hashes_is_reported(
