@@ -15,6 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.cli import main as dbaccess_main
+from rates_platform.dbaccess.cli import write_metrics
 from rates_platform.dbaccess.rotation import (
     ROTATION_LOCK,
     RotationBusy,
@@ -380,3 +381,48 @@ def test_a_rotation_dying_inside_the_grace_never_makes_a_disabled_login_current(
     time.sleep(2.2)  # and after the next grace, still one working login
     rotator.run(force=False)
     assert can_read(login(db, store))
+
+
+def test_a_lost_store_is_recovered_and_the_passwords_it_held_stop_working(
+    db: PreparedDatabase, store: LocalFileStore, tmp_path: Path
+) -> None:
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
+    rotator.run(force=True)  # a current and a previous in its grace, both logging in
+    lost = [login(db, store), login(db, store, PREVIOUS)]
+    assert all(can_read(conninfo) for conninfo in lost)
+    replacement = LocalFileStore(tmp_path / "new" / "secrets.enc")  # the store is gone
+    bootstrap(db.migrator, replacement, server_of(db), RotationPolicy())
+    assert can_read(login(db, replacement))
+    assert not any(can_read(conninfo) for conninfo in lost)
+    with psycopg.connect(db.admin) as conn:
+        untracked = conn.execute(
+            "SELECT count(*) FROM audit.events"
+            " WHERE event_type = 'role.change' AND details->>'reason' = 'untracked'"
+        ).fetchone()
+    assert untracked is not None and untracked[0] >= 1
+
+
+def test_status_exits_4_and_the_metric_says_failed_after_a_failed_step(
+    db: PreparedDatabase,
+    store: LocalFileStore,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rotator = bootstrap(db.migrator, store, server_of(db), RotationPolicy())
+    monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
+    assert dbaccess_main(["status"]) == 0
+
+    def fail(step: str) -> None:
+        if step == "set":
+            raise psycopg.OperationalError("injected failure")
+
+    with pytest.raises(RotationFailed):
+        Rotator(store, rotator.conninfo, rotator.policy, on_step=fail).run(force=True)
+    assert dbaccess_main(["status"]) == 4
+    assert "the last rotation failed" in capsys.readouterr().out
+    metrics = tmp_path / "dbaccess.prom"
+    write_metrics(metrics, rotator.status(), None)
+    assert "dbaccess_rotation_failed 1.0" in metrics.read_text()
+    rotator.run(force=True)
+    assert dbaccess_main(["status"]) == 0
