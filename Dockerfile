@@ -1,4 +1,4 @@
-# syntax=docker/dockerfile:1
+# No `# syntax=` line: that would pull a BuildKit frontend image by tag at build time.
 # Base image pinned by tag and digest: python:3.11.14-slim-bookworm, the digest of its
 # multi-platform index as published on Docker Hub (Dependabot's docker updates bump both).
 # Build stage: uv installs exactly uv.lock (hash-checked, the app not editable) into

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,9 +21,17 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
-from tests.image import InstalledImage, healthcheck_command, install, start_command
-from tests.support import PreparedDatabase, free_port
+from tests.image import (
+    DOCKERFILE,
+    InstalledImage,
+    healthcheck_command,
+    install,
+    parse,
+    start_command,
+)
+from tests.support import ROOT, PreparedDatabase, free_port
 from tests.tls import SYSTEM_BUNDLE, TlsPostgres, bundle_with, running_tls_postgres
 
 pytestmark = pytest.mark.e2e
@@ -118,6 +127,33 @@ class Container:
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
+
+
+def test_base_and_service_images_are_pinned_by_digest() -> None:
+    stages = parse()
+    names = {stage.name for stage in stages}
+    bases = [stage.base for stage in stages if stage.base not in names]
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = [s["image"] for s in compose["services"].values() if "image" in s]
+    for reference in bases + services:
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", reference), reference
+    assert bases and services
+    assert not DOCKERFILE.read_text().startswith("# syntax="), "an unpinned frontend image"
+
+
+def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", "the context must start from nothing"
+    admitted = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied = {
+        source
+        for stage in parse()
+        for args in stage.all("COPY")
+        if not args.startswith("--from=")
+        for source in args.split()[:-1]
+    }
+    assert copied == admitted
 
 
 def test_the_image_installs_the_locked_app_not_an_editable_copy(image: InstalledImage) -> None:
