@@ -77,8 +77,25 @@ module "apps" {
   rotation_period_days       = var.rotation_period_days
   sample_data                = var.sample_data
   audit_anchors_url          = module.audit_anchors.blob_url
+  api_edge_env               = module.edge.api_env
   log_analytics_workspace_id = module.monitoring.workspace_id
   tags                       = local.tags
+}
+
+# Front Door Premium and its WAF in front of the API where it is public (prod); in every
+# environment, the apps subnet's ingress and egress locked down (modules/edge).
+module "edge" {
+  source                          = "../modules/edge"
+  name                            = local.name
+  resource_group_name             = var.resource_group_name
+  location                        = var.location
+  gateway_enabled                 = var.public_ingress
+  origin_host                     = module.apps.api_fqdn
+  apps_subnet                     = { id = module.network.apps_subnet_id, prefix = module.network.subnet_prefixes.apps }
+  postgres_subnet_prefix          = module.network.subnet_prefixes.postgres
+  private_endpoints_subnet_prefix = module.network.subnet_prefixes.private_endpoints
+  log_analytics_workspace_id      = module.monitoring.workspace_id
+  tags                            = local.tags
 }
 
 module "audit_anchors" {

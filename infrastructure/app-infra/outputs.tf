@@ -42,3 +42,8 @@ output "sample_job_name" {
   description = "Job loading the sample data into an empty database (dev and pre; empty in prod)."
   value       = module.apps.sample_job_name
 }
+
+output "api_public_host" {
+  description = "The API's public host through Front Door (prod; empty where there is no gateway)."
+  value       = module.edge.endpoint_host
+}

@@ -41,6 +41,11 @@ UNTAGGABLE = {
     "azurerm_monitor_diagnostic_setting",
     "azurerm_logic_app_trigger_http_request",  # parts of a (tagged) Logic App workflow
     "azurerm_logic_app_action_http",
+    # Parts of a (tagged) Front Door profile.
+    "azurerm_cdn_frontdoor_origin_group",
+    "azurerm_cdn_frontdoor_origin",
+    "azurerm_cdn_frontdoor_route",
+    "azurerm_cdn_frontdoor_security_policy",
     "random_password",
 }
 SECRET_NAME = re.compile(r"pass(word)?|secret|token|private_key|connection_string|sas", re.I)

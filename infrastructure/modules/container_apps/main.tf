@@ -109,7 +109,7 @@ resource "azurerm_container_app" "api" {
       memory = "1Gi"
 
       dynamic "env" {
-        for_each = merge(local.common_env, {
+        for_each = merge(local.common_env, var.api_edge_env, {
           HOST                 = "0.0.0.0"
           PORT                 = "3000"
           AZURE_CLIENT_ID      = azurerm_user_assigned_identity.workload["api"].client_id

@@ -87,3 +87,9 @@ variable "audit_anchors_url" {
   description = "URL of the append blob the audit job anchors the audit chain in (immutable container)."
   type        = string
 }
+
+variable "api_edge_env" {
+  description = "The API's settings from its edge module (FRONT_DOOR_ID, TRUSTED_PROXIES)."
+  type        = map(string)
+  default     = {}
+}

@@ -33,3 +33,12 @@ output "runners_subnet_id" {
   description = "Subnet of the self-hosted runners and the runbook host."
   value       = azurerm_subnet.runners.id
 }
+
+output "subnet_prefixes" {
+  description = "Address prefix of each subnet (apps, postgres, private_endpoints): the apps' security group names its destinations by them."
+  value = {
+    apps              = azurerm_subnet.apps.address_prefixes[0]
+    postgres          = azurerm_subnet.postgres.address_prefixes[0]
+    private_endpoints = azurerm_subnet.private_endpoints.address_prefixes[0]
+  }
+}
