@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
+from azure.identity import CredentialUnavailableError
 from azure.keyvault.secrets import SecretClient
 
 from rates_platform.dbaccess.keyvault import KeyVaultStore
@@ -27,6 +29,7 @@ from rates_platform.dbaccess.secrets import (
     with_stage,
 )
 from tests.keyvault_standin import KeyVaultStandIn, StandInCredential, running_standin
+from tests.support import free_port
 
 NAME = "rates-db-app"
 VALUE = {"username": "rates_app_a", "password": "correct horse battery staple"}
@@ -177,6 +180,26 @@ def test_a_missing_role_is_a_clear_error(vault: tuple[KeyVaultStore, KeyVaultSta
         store.versions(NAME)
     with pytest.raises(SecretStoreError, match="refused to write"):
         store.add_version(NAME, VALUE, {PENDING}, {})
+
+
+class NoIdentityYet:
+    """DefaultAzureCredential before the app's managed identity has a role or a token."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        raise CredentialUnavailableError("no managed identity endpoint")
+
+
+def test_no_token_or_no_vault_is_a_clear_error(tmp_path: Path) -> None:
+    with running_standin(tmp_path) as (_, url, ca):
+        client = SecretClient(
+            url, NoIdentityYet(), verify_challenge_resource=False, connection_verify=str(ca)
+        )
+        with pytest.raises(SecretStoreError, match="CredentialUnavailableError"):
+            KeyVaultStore(client).versions(NAME)
+    closed = f"https://127.0.0.1:{free_port()}"
+    client = SecretClient(closed, StandInCredential(), retry_total=0)
+    with pytest.raises(SecretStoreError, match=r"could not write .*ServiceRequestError"):
+        KeyVaultStore(client).add_version(NAME, VALUE, {CURRENT}, {})
 
 
 def test_a_version_seeded_by_hand_is_read_with_the_vault_creation_time(

@@ -12,7 +12,12 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.keyvault.secrets import SecretClient, SecretProperties
 
 from rates_platform.dbaccess.secrets import SecretStoreError, SecretVersion
@@ -47,10 +52,17 @@ def _code(exc: HttpResponseError) -> str:
     return str(inner or exc.error.code)
 
 
-def _refused(name: str, action: str, exc: HttpResponseError) -> SecretStoreError:
+def _store_error(name: str, action: str, exc: AzureError) -> SecretStoreError:
+    """One clear error for anything the SDK raises: the vault's refusal (its code), or
+    no answer at all (no network, no token yet for this identity)."""
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        return SecretStoreError(
+            f"Key Vault refused to {action} secret {name!r}: {exc.status_code} {_code(exc)}"
+            " (does this identity hold a Key Vault secrets role on it?)"
+        )
     return SecretStoreError(
-        f"Key Vault refused to {action} secret {name!r}: {exc.status_code} {_code(exc)}"
-        " (does this identity hold a Key Vault secrets role on it?)"
+        f"Key Vault could not {action} secret {name!r}: {type(exc).__name__}"
+        " (is the vault reachable, and does this identity get a token?)"
     )
 
 
@@ -64,8 +76,8 @@ class KeyVaultStore:
             return list(self.client.list_properties_of_secret_versions(name))
         except ResourceNotFoundError:
             return []
-        except HttpResponseError as exc:
-            raise _refused(name, "list", exc) from None
+        except AzureError as exc:
+            raise _store_error(name, "list", exc) from None
 
     def versions(self, name: str) -> list[SecretVersion]:
         result = []
@@ -75,10 +87,10 @@ class KeyVaultStore:
             stages, created, tags = _split(properties)
             try:
                 secret = self.client.get_secret(name, properties.version)
-            except HttpResponseError as exc:
-                if _code(exc) == "SecretDisabled":  # retired since it was listed
-                    continue
-                raise _refused(name, "read", exc) from None
+            except AzureError as exc:
+                if isinstance(exc, HttpResponseError) and _code(exc) == "SecretDisabled":
+                    continue  # retired since it was listed
+                raise _store_error(name, "read", exc) from None
             if secret.value is None or properties.version is None:
                 raise SecretStoreError(f"secret {name!r} has a version without a value")
             result.append(
@@ -105,8 +117,8 @@ class KeyVaultStore:
                 f" recover --id {vault}/secrets/{name}) or purge it to start afresh"
                 f" (az keyvault secret purge --id {vault}/deletedsecrets/{name}), then rerun"
             ) from None
-        except HttpResponseError as exc:
-            raise _refused(name, "write", exc) from None
+        except AzureError as exc:
+            raise _store_error(name, "write", exc) from None
         if secret.properties.version is None:
             raise SecretStoreError(f"Key Vault returned no version for {name!r}")
         return SecretVersion(
@@ -126,5 +138,5 @@ class KeyVaultStore:
             )
         except ResourceNotFoundError:
             raise SecretStoreError(f"secret {name!r} has no version {version_id}") from None
-        except HttpResponseError as exc:
-            raise _refused(name, "update", exc) from None
+        except AzureError as exc:
+            raise _store_error(name, "update", exc) from None
