@@ -32,7 +32,7 @@ from tests.support import ApiServer
 
 pytestmark = pytest.mark.e2e
 RATES = "/rates?date_from=2021-01-01&date_to=2021-01-31&orig_code=china_main&dest_code=EETLL"
-EXIT_NOT_ALLOWED = 7
+EXIT_REFUSED, EXIT_NOT_ALLOWED = 6, 7
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Cli:
     env: dict[str, str]
 
     def run(self, *args: str, expect: int = 0) -> str:
+        """The command's output: stdout, or stderr when it is expected to fail."""
         result = subprocess.run(
             [sys.executable, "-m", "rates_platform.dbaccess.cli", *args],
             env=self.env,
@@ -51,7 +52,7 @@ class Cli:
             check=False,
         )
         assert result.returncode == expect, (args, result.stdout, result.stderr)
-        return result.stdout
+        return result.stdout if expect == 0 else result.stderr
 
 
 def person_cli(adb: AccessDb, tmp: Path, name: str, password: str, notify: Path) -> Cli:
@@ -127,6 +128,9 @@ def test_three_people_through_the_whole_cycle_while_the_api_serves(
             ann, bea, cid = (
                 person_cli(adb, tmp_path, name, passwords[name], notify) for name in passwords
             )
+            out = admin.run("users", "add", "erin", "--entra", expect=EXIT_REFUSED)
+            assert "pgaadauth_create_principal does not exist" in out
+            admin.run("users", "add", "erin", expect=EXIT_REFUSED)  # no password, no --entra
             listed = json.loads(admin.run("users", "list", "--json"))
             assert {(p["name"], p["approver"]) for p in listed} == {
                 ("ann", False),

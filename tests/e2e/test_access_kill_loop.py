@@ -64,6 +64,18 @@ def expire_job(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_for_session(adb: AccessDb, user: str, job: subprocess.Popen[bytes]) -> None:
+    with psycopg.connect(adb.superuser, autocommit=True) as conn:
+        deadline = time.monotonic() + 20
+        while job.poll() is None and time.monotonic() < deadline:
+            seen = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE usename = %s", (user,)
+            ).fetchone()
+            if seen:
+                return
+            time.sleep(0.005)
+
+
 def member_of_granted_role(adb: AccessDb, login: str) -> bool:
     with psycopg.connect(adb.superuser) as conn:
         row = conn.execute(
@@ -109,8 +121,11 @@ def test_sigkill_around_the_expiry_job_never_leaves_an_expired_grant_usable(
 
         for _kill in range(rng.choice((1, 2))):
             job = expire_job(env)
-            # Half the kills anywhere, half near the end, where the job talks to PostgreSQL.
-            time.sleep(full_run * rng.choice((rng.uniform(0.0, 1.0), rng.uniform(0.8, 1.05))))
+            if rng.random() < 0.5:  # anywhere in the run, start-up included
+                time.sleep(rng.uniform(0.0, full_run))
+            else:  # while it talks to PostgreSQL: within 60 ms of its connection showing
+                wait_for_session(adb, env["PGUSER"], job)
+                time.sleep(rng.uniform(0.0, 0.06))
             job.send_signal(signal.SIGKILL)
             job.wait(30)
             ended = {alice.access.show(row["id"])["status"] for row, _ in grants} == {"expired"}
