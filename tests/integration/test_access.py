@@ -254,11 +254,11 @@ def test_break_glass_grants_at_once_alerts_and_waits_for_review(
     alerts = [json.loads(line) for line in notify_file.read_text().splitlines()]
     assert any(a["event"] == "access.emergency" and a["id"] == row["id"] for a in alerts)
     # The job notifies a new emergency once too, should the requester's client not have.
-    kinds = [
+    job_runs = [
         [e["kind"] for e in approvers[0].access.expire() if e["request_id"] == row["id"]]
         for _ in range(2)
     ]
-    assert kinds == [["emergency"], []]
+    assert job_runs == [["emergency"], []]
     unreviewed = [r["id"] for r in approvers[0].access.requests(unreviewed=True)]
     assert row["id"] in unreviewed
     assert row["id"] in [r["id"] for r in approvers[0].access.alert_unreviewed()]
