@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
+from rates_platform.http import protection
 from rates_platform.http.ratelimit import Policy, RateLimiter, SharedFileStorage, client_address
+from rates_platform.settings import Settings
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 
@@ -66,10 +69,10 @@ def test_is_a_storage_the_limits_strategies_accept(tmp_path: Path) -> None:
 
 def test_a_window_starts_afresh_when_it_expires(tmp_path: Path) -> None:
     storage = SharedFileStorage(tmp_path)
-    assert storage.incr_with_expiry("k", 1)[0] == 1
-    assert storage.incr_with_expiry("k", 1)[0] == 2
+    assert storage.incr_many([("k", 1)])[0][0] == 1
+    assert storage.incr_many([("k", 1)])[0][0] == 2
     time.sleep(1.05)
-    count, expires_at = storage.incr_with_expiry("k", 1)
+    count, expires_at = storage.incr_many([("k", 1)])[0]
     assert count == 1
     assert expires_at > time.time()
 
@@ -114,3 +117,18 @@ def test_cost_of_one_hit_is_small(tmp_path: Path) -> None:
     per_hit = (time.perf_counter() - started) / hits
     print(f"rate-limit hit, two windows: {per_hit * 1e6:.1f} us")
     assert per_hit < 0.002
+
+
+def test_the_default_public_unlimited_path_installs_no_guard() -> None:
+    """No RATE_LIMIT, AUTH_MODE=public, no FRONT_DOOR_ID: not one more hook per request."""
+    app = Flask(__name__)
+    protection.register(app, Settings(database_url="postgresql://unused/x"), database=None)  # type: ignore[arg-type]
+    assert app.before_request_funcs == {}
+    assert app.after_request_funcs == {}
+    limited = Flask(__name__)
+    protection.register(
+        limited,
+        Settings(database_url="postgresql://unused/x", rate_limit="5/second"),
+        None,  # type: ignore[arg-type]
+    )
+    assert len(limited.before_request_funcs[None]) == 1

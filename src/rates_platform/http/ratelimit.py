@@ -81,27 +81,31 @@ class SharedFileStorage(Storage):
             self._local.conn = conn
         return conn
 
-    def incr_with_expiry(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
-        """Add ``amount`` to the key's window (a new one if it expired): (count, expires_at)."""
+    def incr_many(
+        self, windows: Sequence[tuple[str, int]], amount: int = 1
+    ) -> list[tuple[int, float]]:
+        """Add ``amount`` to each (key, expiry seconds) window, a new window where one
+        expired, in one statement (one lock): each window's (count, expires_at)."""
         now = time.time()
         conn = self._conn()
         if now - self._purged_at >= PURGE_INTERVAL_SECONDS:
             self._purged_at = now
             conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
         # In SET, both CASEs read the row's old values, so they agree on "expired".
-        row = conn.execute(
-            "INSERT INTO counters (key, count, expires_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET"
-            " count = CASE WHEN expires_at <= ? THEN excluded.count ELSE count + excluded.count"
-            " END,"
-            " expires_at = CASE WHEN expires_at <= ? THEN excluded.expires_at ELSE expires_at END"
-            " RETURNING count, expires_at",
-            (key, amount, now + expiry, now, now),
-        ).fetchone()
-        return int(row[0]), float(row[1])
+        rows = conn.execute(
+            "INSERT INTO counters (key, count, expires_at) VALUES "  # noqa: S608 - placeholders only
+            + ", ".join(f"(?{3 + 2 * i}, ?2, ?{4 + 2 * i})" for i in range(len(windows)))
+            + " ON CONFLICT (key) DO UPDATE SET"
+            " count = CASE WHEN expires_at <= ?1 THEN ?2 ELSE count + ?2 END,"
+            " expires_at = CASE WHEN expires_at <= ?1 THEN excluded.expires_at ELSE expires_at END"
+            " RETURNING key, count, expires_at",
+            [now, amount, *(v for key, expiry in windows for v in (key, now + expiry))],
+        ).fetchall()
+        found = {key: (int(count), float(expires_at)) for key, count, expires_at in rows}
+        return [found[key] for key, _ in windows]
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.incr_with_expiry(key, expiry, amount)[0]
+        return self.incr_many([(key, expiry)], amount)[0][0]
 
     def get(self, key: str) -> int:
         row = (
@@ -181,10 +185,12 @@ class RateLimiter:
         """Count one request in every window; refused if any window is over its quota."""
         tightest: tuple[int, int, str] | None = None  # remaining, reset seconds, name
         refused, retry_after = "", 0
-        for name, item in zip(policy.names, policy.items, strict=True):
-            count, expires_at = self._storage.incr_with_expiry(
-                item.key_for(identity), item.get_expiry()
-            )
+        counted = self._storage.incr_many(
+            [(item.key_for(identity), item.get_expiry()) for item in policy.items]
+        )
+        for name, item, (count, expires_at) in zip(
+            policy.names, policy.items, counted, strict=True
+        ):
             remaining = item.amount - count
             reset = max(1, math.ceil(expires_at - time.time()))
             if remaining < 0:
