@@ -108,7 +108,7 @@ def test_sigkill_around_the_expiry_job_never_leaves_an_expired_grant_usable(
     for _ in range(ROUNDS):
         grants, sessions = [], []
         for index in range(GRANTS_PER_ROUND):
-            row = alice.access.request("rates_reader", 0.03, "kill loop", False)
+            row = alice.access.request("rates_reader", 0.05, "kill loop", False)
             row = approver.access.approve(row["id"])
             login = adb.grant_login(row["login_name"], alice.pgpass)
             session = psycopg.connect(login, autocommit=True)
