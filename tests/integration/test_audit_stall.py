@@ -19,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
 from rates_platform.dbaccess.bootstrap import bootstrap
+from rates_platform.dbaccess.cli import EXIT_FAILED
 from rates_platform.dbaccess.cli import main as dbaccess
 from rates_platform.dbaccess.rotation import RotationPolicy
 from rates_platform.dbaccess.secrets import CURRENT, LocalFileStore, with_stage
@@ -96,7 +97,7 @@ def test_an_idle_holder_of_the_chain_cannot_stall_a_rotation(
 
 
 def test_a_busy_holder_makes_other_writers_fail_fast_not_hang(
-    api_login: tuple[PreparedDatabase, str],
+    api_login: tuple[PreparedDatabase, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _db, api = api_login
     holder = psycopg.connect(api)
@@ -106,7 +107,7 @@ def test_a_busy_holder_makes_other_writers_fail_fast_not_hang(
 
     def sleep() -> None:
         try:
-            holder.execute("SELECT pg_sleep(20)")
+            holder.execute("SELECT pg_sleep(60)")
         except psycopg.errors.QueryCanceled:
             cancelled.append(True)
 
@@ -121,6 +122,13 @@ def test_a_busy_holder_makes_other_writers_fail_fast_not_hang(
             audit.record(writer, Event.API_STOP, "writer")
         waited = time.monotonic() - started
         assert 4 < waited < 10, f"the writer waited {waited:.1f} s"
+        started = time.monotonic()
+        code = dbaccess(["rotate", "--now"])  # a rotation fails too, and says why
+        waited = time.monotonic() - started
+        # Each of its audit writes (the step's, then the failure's) waits at most 5 s.
+        assert code == EXIT_FAILED and waited < 20, (code, waited)
+        err = capsys.readouterr().err
+        assert "dbaccess: audit chain is busy" in err, err
     finally:
         holder.cancel_safe()
         sleeping.join(timeout=10)

@@ -21,6 +21,7 @@ locals {
     "Log_s has \"the next run starts from a new password\"",
     "Log_s has \"dbaccess: configuration error\"",
     "Log_s has \"dbaccess: cannot reach the database\"",
+    "Log_s has \"dbaccess: audit chain is busy\"",
   ])
   rotation_ok = "Log_s startswith \"dbaccess: rotated\" or Log_s startswith \"dbaccess: not due\" or Log_s startswith \"dbaccess: retired\""
   log_rules = {
