@@ -8,8 +8,10 @@ image ships: the locked dependencies and the app, not editable, from uv.lock.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -193,17 +195,29 @@ def install(root: Path) -> InstalledImage:
     return InstalledImage(root, paths, env, image.workdir, image.user, runtime)
 
 
+def _add_account(words: list[str]) -> None:
+    """The image's group or user, added here too (as root) unless its id exists: the
+    processes run as that uid, and some look their name up (getpass, yoyo's log)."""
+    if os.geteuid() != 0:
+        return  # the processes run as the current user then
+    number = int(words[words.index("--gid" if words[0] == "groupadd" else "--uid") + 1])
+    try:
+        (grp.getgrgid if words[0] == "groupadd" else pwd.getpwuid)(number)
+    except KeyError:
+        subprocess.run(words, check=True, capture_output=True, timeout=30)
+
+
 def _run(image: InstalledImage, args: str) -> None:
     """The runtime stage's RUN lines, one `&&` step at a time: directories it makes
-    (`install -d`, with owner and mode) and files it checks (`test -s`) are acted out;
-    users it adds are used by number; any other step fails, so a new one gets emulated."""
+    (`install -d`, with owner and mode), files it checks (`test -s`) and the accounts it
+    adds are acted out; any other step fails, so a new one gets emulated too."""
     env = image.runtime.env()
     for step in args.split("&&"):
         words = [re.sub(r"\$(\w+)", lambda m: env.get(m[1], ""), w) for w in shlex.split(step)]
         if words[:2] == ["test", "-s"]:
             assert Path(words[2]).stat().st_size > 0, f"RUN {step}: {words[2]} is empty"
         elif words[0] in ("groupadd", "useradd"):
-            continue
+            _add_account(words)
         elif words[:2] == ["install", "-d"]:
             options = dict(zip(words[2:-1:2], words[3:-1:2], strict=True))
             target = words[-1]

@@ -9,6 +9,7 @@ and a verify-full TLS login from the installed psycopg wheel with the image's en
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -18,11 +19,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import requests
 import yaml
+from psycopg import sql
 
+from rates_platform.dbaccess.roles import scram_verifier
 from tests.image import (
     DOCKERFILE,
     InstalledImage,
@@ -31,7 +36,7 @@ from tests.image import (
     parse,
     start_command,
 )
-from tests.support import ROOT, PreparedDatabase, free_port
+from tests.support import ROOT, PreparedDatabase, free_port, start_server
 from tests.tls import SYSTEM_BUNDLE, TlsPostgres, bundle_with, running_tls_postgres
 
 pytestmark = pytest.mark.e2e
@@ -63,16 +68,21 @@ class Container:
     """ENTRYPOINT + CMD with the image's environment plus what `docker run -e` adds."""
 
     def __init__(
-        self, image: InstalledImage, without: tuple[str, ...] = (), **run_env: str
+        self,
+        image: InstalledImage,
+        without: tuple[str, ...] = (),
+        command: list[str] | None = None,
+        **run_env: str,
     ) -> None:
-        """``without``: image ENV names left out (to run the image as it was before them)."""
+        """``without``: image ENV names left out (to run the image as it was before them);
+        ``command``: what replaces ENTRYPOINT + CMD (as compose's entrypoint/command)."""
         self.image = image
         self.port = free_port()
         # HOST: a container's 0.0.0.0 is its own network namespace; here, loopback only.
         self.env = {**image.env, "PORT": str(self.port), "HOST": "127.0.0.1", **run_env}
         for name in without:
             del self.env[name]
-        command = start_command(image.runtime)
+        command = command or start_command(image.runtime)
         executable = shutil.which(command[0], path=self.env["PATH"])
         assert executable == str(image.venv / "bin" / command[0]), executable
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
@@ -272,3 +282,125 @@ def test_rates_serve_reaches_a_tls_database_with_verify_full(
     finally:
         broken.stop()
     assert "certificate verify failed" in broken.output()
+
+
+# --- compose.yaml acted out on the installed image ---------------------------------
+
+
+def _compose_order(services: dict[str, Any]) -> list[str]:
+    """Services in `depends_on` order (compose starts them so)."""
+    order: list[str] = []
+    while len(order) < len(services):
+        ready = [
+            name
+            for name, service in services.items()
+            if name not in order and all(d in order for d in service.get("depends_on", {}))
+        ]
+        assert ready, "compose.yaml has a dependency cycle"
+        order += ready
+    return order
+
+
+def _compose_run(image: InstalledImage, service: dict[str, Any], env: dict[str, str]) -> None:
+    """A one-shot service: its entrypoint and command, to completion, as the image's user."""
+    entrypoint = service.get("entrypoint") or json.loads(image.runtime.last("ENTRYPOINT"))
+    argv = [*entrypoint, *service.get("command", [])]
+    executable = shutil.which(argv[0], path=env["PATH"])
+    assert executable is not None and executable.startswith(str(image.venv)), argv
+    result = subprocess.run(
+        [executable, *argv[1:]],
+        cwd=image.workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        **_identity(image),  # type: ignore[arg-type]
+    )
+    assert result.returncode == 0, f"{argv}:\n{result.stdout}\n{result.stderr}"
+
+
+def test_compose_up_then_rotate_while_serving(image: InstalledImage) -> None:
+    """`docker compose up` and `docker compose run --rm rotate`: the db service is a
+    PostgreSQL of the test's own (the host `db`), the secret file a file, the named
+    `secrets` volume the image's /secrets as a new volume gets it (uid 10001, 0700)."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services: dict[str, Any] = compose["services"]
+    database = services["db"]["environment"]
+    workdir = Path(tempfile.mkdtemp(prefix="rates-compose-"))
+    server = start_server(workdir)
+    try:
+        password = "compose-db-password"  # noqa: S105 - the throw-away server's
+        with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
+            user = sql.Identifier(database["POSTGRES_USER"])
+            verifier = scram_verifier(conn, database["POSTGRES_USER"], password)
+            conn.execute(
+                sql.SQL("CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}").format(
+                    user, sql.Literal(verifier)
+                )
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database["POSTGRES_DB"]), user
+                )
+            )
+        secrets = image.root / "run" / "secrets"
+        image.paths["/run/secrets"] = secrets
+        for name in compose["secrets"]:
+            secrets.mkdir(parents=True, exist_ok=True)
+            (secrets / name).write_text(password)
+            (secrets / name).chmod(0o444)
+        for service in services.values():
+            for mount in service.get("volumes", []):
+                volume, _, target = mount.partition(":")
+                if volume in compose["volumes"] and target not in image.paths:
+                    # Not in the image: Docker makes the new volume root-owned, 0755.
+                    image.paths[target] = image.root / "volumes" / volume
+                    image.paths[target].mkdir(parents=True, exist_ok=True)
+
+        def environment(service: dict[str, Any]) -> dict[str, str]:
+            """The service's environment, `db` resolved to the test's server."""
+            values = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+            values = {
+                k: image.map(
+                    "127.0.0.1"
+                    if v == "db"
+                    else re.sub(r"\bhost=db\b", f"host=127.0.0.1 port={server.port}", v)
+                )
+                for k, v in values.items()
+            }
+            if values.get("PGHOST"):
+                values["PGPORT"] = str(server.port)
+            return values
+
+        api: Container | None = None
+        try:
+            for name in _compose_order(services):
+                service = services[name]
+                if name == "db" or service.get("profiles"):
+                    continue  # the test's own server; `docker compose up` leaves tools out
+                if service.get("ports"):  # the long-running API
+                    api = Container(image, **environment(service))
+                    api.wait_for("/readyz", 200)
+                else:
+                    _compose_run(image, service, {**image.env, **environment(service)})
+            assert api is not None, "compose.yaml serves nothing"
+            assert api.get(QUERY).status_code == 200
+            with psycopg.connect(server.superuser_conninfo("rates")) as conn:
+                users = {r[0] for r in conn.execute("SELECT usename FROM pg_stat_activity")}
+            assert users & {"rates_app_a", "rates_app_b"}, users  # a rotated slot
+            assert "rates" not in users - {None}, "the API logs in as the administrator"
+
+            rotate = services["rotate"]
+            _compose_run(image, rotate, {**image.env, **environment(rotate)})
+            for _ in range(20):
+                assert api.get(QUERY).status_code == 200
+        finally:
+            if api is not None:
+                assert api.stop() == 0, api.output()
+        store = image.paths["/secrets"]
+        assert store.stat().st_mode & 0o777 == 0o700
+        assert sorted(p.name for p in store.iterdir())  # the store was written there
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
