@@ -22,6 +22,7 @@ from rates_platform.dbaccess.rotation import (
     RotationFailed,
     RotationPolicy,
     Rotator,
+    logs_in,
 )
 from rates_platform.dbaccess.secrets import (
     CURRENT,
@@ -426,3 +427,48 @@ def test_status_exits_4_and_the_metric_says_failed_after_a_failed_step(
     assert "dbaccess_rotation_failed 1.0" in metrics.read_text()
     rotator.run(force=True)
     assert dbaccess_main(["status"]) == 0
+
+
+def test_the_rotator_rotates_its_own_login_and_survives_a_crash_half_way(
+    db: PreparedDatabase, store: LocalFileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = RotationPolicy(period=timedelta(seconds=1), grace=timedelta(seconds=0.2))
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
+    old = with_stage(store, "rates-db-rotator", CURRENT)
+    assert old is not None
+    time.sleep(1.1)  # its login is now as old as the period
+
+    def crash(step: str) -> None:
+        if step == "own-login":  # the server has the new password, the store not yet
+            raise Crash
+
+    with pytest.raises(Crash):
+        Rotator(store, rotator.conninfo, policy, on_step=crash, own_login="rates-db-rotator").run(
+            force=False
+        )
+    pending = with_stage(store, "rates-db-rotator", PENDING)
+    assert pending is not None
+    assert not logs_in(make_conninfo(server_of(db), **old.login()))
+    monkeypatch.setenv("DATABASE_URL", server_of(db))
+    monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
+    monkeypatch.setenv("DBACCESS_LOGIN", "rates-db-rotator")
+    monkeypatch.setenv("ROTATION_PERIOD_DAYS", str(1 / 86400))
+    monkeypatch.setenv("ROTATION_GRACE_SECONDS", "0.2")
+    monkeypatch.setenv("DB_POOL_MAX_LIFETIME", "0.1")
+    monkeypatch.setenv("DB_CREDENTIAL_TTL", "0.05")
+    assert dbaccess_main(["rotate", "--if-due"]) == 0  # logs in with the pending version
+    current = with_stage(store, "rates-db-rotator", CURRENT)
+    assert current is not None and current.version_id == pending.version_id
+    assert with_stage(store, "rates-db-rotator", PENDING) is None
+    assert logs_in(make_conninfo(server_of(db), **current.login()))
+    with psycopg.connect(db.admin) as conn:
+        (valid_until,) = conn.execute(
+            "SELECT rolvaliduntil FROM pg_roles WHERE rolname = 'rates_rotator'"
+        ).fetchone()
+        changes = conn.execute(
+            "SELECT count(*) FROM audit.events WHERE event_type = 'role.change'"
+            " AND target = 'rates_rotator' AND actor = 'rates_rotator'"
+        ).fetchone()
+    intended = datetime.fromisoformat(current.tags["valid_until"])
+    assert abs(valid_until - intended) < timedelta(milliseconds=1)
+    assert changes is not None and changes[0] >= 2  # the crashed run's and the rerun's

@@ -7,7 +7,7 @@ works, and repairs what does not (a recreated database, a lost store).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -16,37 +16,51 @@ from psycopg.conninfo import make_conninfo
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
 from rates_platform.dbaccess.roles import scram_verifier
-from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
+from rates_platform.dbaccess.rotation import (
+    ROTATOR_ROLE,
+    RotationPolicy,
+    Rotator,
+    logs_in,
+    utc_literal,
+)
 from rates_platform.dbaccess.secrets import CURRENT, SecretStore, new_password, with_stage
 
-ROTATOR_ROLE = "rates_rotator"
 # The store entry with the rotator's own login.
 ROTATOR_LOGIN = "rates-db-rotator"
 
 
-def _logs_in(conninfo: str) -> bool:
-    try:
-        with psycopg.connect(conninfo, connect_timeout=5):
-            return True
-    except psycopg.OperationalError:
-        return False
+def ensure_rotator_login(admin: str, store: SecretStore, server: str, lifetime: timedelta) -> str:
+    """The rotator's conninfo on ``server`` (host/port/dbname), creating its login.
 
-
-def ensure_rotator_login(admin: str, store: SecretStore, server: str) -> str:
-    """The rotator's conninfo on ``server`` (host/port/dbname), creating its login."""
+    Its password lapses after ``lifetime`` like the API's: `dbaccess rotate` renews it
+    (Rotator.rotate_own_login), or a rerun of bootstrap does.
+    """
     login = with_stage(store, ROTATOR_LOGIN, CURRENT)
     if login is None:
+        valid_until = datetime.now(UTC) + lifetime
         login = store.add_version(
-            ROTATOR_LOGIN, {"username": ROTATOR_ROLE, "password": new_password()}, {CURRENT}, {}
+            ROTATOR_LOGIN,
+            {"username": ROTATOR_ROLE, "password": new_password()},
+            {CURRENT},
+            {"valid_until": valid_until.isoformat()},
         )
     conninfo = make_conninfo(server, **login.login())
-    if not _logs_in(conninfo):
+    if not logs_in(conninfo):
+        valid_until = datetime.now(UTC) + lifetime
         with psycopg.connect(admin, autocommit=True) as conn, conn.transaction():
             verifier = scram_verifier(conn, ROTATOR_ROLE, login.value["password"])
             conn.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                    sql.Identifier(ROTATOR_ROLE), sql.Literal(verifier)
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {} VALID UNTIL {}").format(
+                    sql.Identifier(ROTATOR_ROLE),
+                    sql.Literal(verifier),
+                    sql.Literal(utc_literal(valid_until)),
                 )
+            )
+            store.update(
+                ROTATOR_LOGIN,
+                login.version_id,
+                {CURRENT},
+                {**login.tags, "valid_until": valid_until.isoformat()},
             )
             audit.record(
                 conn,
@@ -71,8 +85,9 @@ def configure_lifetime(admin: str, lifetime: timedelta) -> None:
 def bootstrap(admin: str, store: SecretStore, server: str, policy: RotationPolicy) -> Rotator:
     """Make ``server`` reachable by the API through the store; return the rotator."""
     configure_lifetime(admin, policy.lifetime)
-    rotator = Rotator(store, ensure_rotator_login(admin, store, server), policy)
+    conninfo = ensure_rotator_login(admin, store, server, policy.lifetime)
+    rotator = Rotator(store, conninfo, policy, own_login=ROTATOR_LOGIN)
     current = with_stage(store, policy.secret_name, CURRENT)
-    works = current is not None and _logs_in(make_conninfo(server, **current.login()))
+    works = current is not None and logs_in(make_conninfo(server, **current.login()))
     rotator.run(force=not works)
     return rotator

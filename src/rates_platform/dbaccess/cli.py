@@ -41,8 +41,15 @@ from rates_platform.dbaccess.rotation import (
     RotationPolicy,
     Rotator,
     Status,
+    logs_in,
 )
-from rates_platform.dbaccess.secrets import CURRENT, SecretStore, SecretStoreError, with_stage
+from rates_platform.dbaccess.secrets import (
+    CURRENT,
+    PENDING,
+    SecretStore,
+    SecretStoreError,
+    with_stage,
+)
 from rates_platform.dbaccess.stores import open_store
 from rates_platform.settings import Settings, SettingsError, check_rotation_grace
 
@@ -81,12 +88,17 @@ def policy_from_env(env: Mapping[str, str]) -> RotationPolicy:
 
 
 def connection_from_env(env: Mapping[str, str], store: SecretStore) -> str:
+    """DATABASE_URL with DBACCESS_LOGIN's login: the current version, or the pending one
+    if a run died while changing the rotator's own password."""
     conninfo = Settings.from_env(env).database_url
     login_secret = env.get("DBACCESS_LOGIN")
     if login_secret:
         login = with_stage(store, login_secret, CURRENT)
         if login is None:
             raise SettingsError(f"DBACCESS_LOGIN={login_secret!r}: no current version")
+        pending = with_stage(store, login_secret, PENDING)
+        if pending is not None and not logs_in(make_conninfo(conninfo, **login.login())):
+            login = pending
         conninfo = make_conninfo(conninfo, **login.login())
     return conninfo
 
@@ -140,7 +152,12 @@ def write_metrics(path: Path, status: Status, outcome: str | None) -> None:
 
 def _rotate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     store = _store(env)
-    rotator = Rotator(store, connection_from_env(env, store), policy_from_env(env))
+    rotator = Rotator(
+        store,
+        connection_from_env(env, store),
+        policy_from_env(env),
+        own_login=env.get("DBACCESS_LOGIN"),
+    )
     outcome, code = "success", 0
     try:
         print(f"dbaccess: {rotator.run(force=args.now)}")

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # pg_try_advisory_lock key: one rotation at a time per database, whatever the host.
 ROTATION_LOCK = 0x5241_5445_524F_54  # "RATEROT"
 STEPS = ("create", "set", "test", "finish")
+ROTATOR_ROLE = "rates_rotator"
 # A retirement ends the slot's sessions and checks that none remain, this many times.
 RETIRE_ATTEMPTS = 5
 
@@ -104,6 +105,14 @@ def login_conninfo(conninfo: str, login: dict[str, str]) -> str:
     return make_conninfo("", **params, **login)
 
 
+def logs_in(conninfo: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, connect_timeout=10):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
 def generation(conn: psycopg.Connection[Any], role: str) -> int:
     row = conn.execute(
         "SELECT generation FROM credentials.changes WHERE role_name = %s", (role,)
@@ -125,6 +134,7 @@ class Rotator:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_step: Callable[[str], None] = lambda _step: None,
         sleep: Callable[[float], None] = time.sleep,
+        own_login: str | None = None,
     ) -> None:
         self.store = store
         self.conninfo = conninfo
@@ -134,6 +144,9 @@ class Rotator:
         # moment to crash, which is what the crash tests do there.
         self.on_step = on_step
         self.sleep = sleep
+        # The store entry of this rotator's own login, rotated too when it is as old as
+        # the period (see rotate_own_login).
+        self.own_login = own_login
 
     # -- reading state --------------------------------------------------------------
 
@@ -180,22 +193,56 @@ class Rotator:
                 retired = self._retire_expired(conn)
                 retired |= self._retire_untracked(conn)
                 pending, current = self._stage(PENDING), self._stage(CURRENT)
-                broken = current is not None and not self._logs_in(current)
-                if not (force or broken or pending or self.due()):
-                    return "retired an expired slot; rotation not due" if retired else "not due"
-                self._rotate(conn, pending)
-                return "rotated"
+                broken = current is not None and not logs_in(
+                    login_conninfo(self.conninfo, current.login())
+                )
+                if force or broken or pending or self.due():
+                    self._rotate(conn, pending)
+                    done = "rotated"
+                else:
+                    done = "retired an expired slot; rotation not due" if retired else "not due"
+                if self.own_login and self.rotate_own_login(conn, self.own_login):
+                    done += "; rotated its own login"
+                return done
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ROTATION_LOCK,))
 
-    def _logs_in(self, version: SecretVersion) -> bool:
-        try:
-            with psycopg.connect(
-                login_conninfo(self.conninfo, version.login()), connect_timeout=10
-            ):
-                return True
-        except psycopg.OperationalError:
+    def rotate_own_login(self, conn: psycopg.Connection[Any], name: str) -> bool:
+        """Give the rotator's own login a new password when it is ``period`` old.
+
+        One slot is enough here: only one run at a time holds the lock, no pool caches
+        this login, a password change ends no session (this run's included), and the
+        new password is in the store as *pending* before the server has it, so after a
+        crash either the current or the pending version logs in (the command tries
+        both) and the next run completes the change.
+        """
+        current, pending = (
+            with_stage(self.store, name, CURRENT),
+            with_stage(self.store, name, PENDING),
+        )
+        if current is None or current.value["username"] != ROTATOR_ROLE:
             return False
+        if pending is None:
+            if self.clock() < current.created_at + self.policy.period:
+                return False
+            valid_until = self.clock() + self.policy.lifetime
+            pending = self.store.add_version(
+                name,
+                {"username": ROTATOR_ROLE, "password": new_password()},
+                {PENDING},
+                {"valid_until": valid_until.isoformat()},
+            )
+        verifier = scram_verifier(conn, ROTATOR_ROLE, pending.value["password"])
+        conn.execute(
+            "SELECT credentials.set_rotator_password(%s, %s)",
+            (verifier, datetime.fromisoformat(pending.tags["valid_until"])),
+        )
+        self.on_step("own-login")
+        if not logs_in(login_conninfo(self.conninfo, pending.login())):
+            raise RotationFailed("the rotator's new password does not log in; rerun")
+        self.store.update(name, pending.version_id, {CURRENT}, pending.tags)
+        self.store.update(name, current.version_id, set(), current.tags)
+        return True
 
     def _rotate(self, conn: psycopg.Connection[Any], pending: SecretVersion | None) -> None:
         if pending is None:
