@@ -472,3 +472,21 @@ def test_the_rotator_rotates_its_own_login_and_survives_a_crash_half_way(
     intended = datetime.fromisoformat(current.tags["valid_until"])
     assert abs(valid_until - intended) < timedelta(milliseconds=1)
     assert changes is not None and changes[0] >= 2  # the crashed run's and the rerun's
+
+
+def test_a_second_rotation_inside_a_long_grace_is_deferred_not_cut_short(
+    db: PreparedDatabase,
+    store: LocalFileStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bootstrap(db.migrator, store, server_of(db), RotationPolicy())
+    monkeypatch.setenv("DATABASE_URL", server_of(db))
+    monkeypatch.setenv("DB_SECRET_STORE", f"file:{store.path}")
+    monkeypatch.setenv("DBACCESS_LOGIN", "rates-db-rotator")
+    assert dbaccess_main(["rotate", "--now"]) == 0
+    before = [(v.version_id, v.stages) for v in store.versions("rates-db-app")]
+    assert dbaccess_main(["rotate", "--now", "--max-wait", "5"]) == 3  # grace: 3600 s
+    assert "keeps its grace until" in capsys.readouterr().err
+    assert [(v.version_id, v.stages) for v in store.versions("rates-db-app")] == before
+    assert can_read(login(db, store, PREVIOUS))  # the previous credential still works

@@ -37,6 +37,7 @@ from rates_platform.dbaccess.anchors import AnchorError, AnchorSink, open_sink
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import (
     RotationBusy,
+    RotationDeferred,
     RotationFailed,
     RotationPolicy,
     Rotator,
@@ -157,11 +158,12 @@ def _rotate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         connection_from_env(env, store),
         policy_from_env(env),
         own_login=env.get("DBACCESS_LOGIN"),
+        max_wait=args.max_wait,
     )
     outcome, code = "success", 0
     try:
         print(f"dbaccess: {rotator.run(force=args.now)}")
-    except RotationBusy as exc:
+    except (RotationBusy, RotationDeferred) as exc:
         print(f"dbaccess: {exc}", file=sys.stderr)
         outcome, code = "busy", EXIT_BUSY
     except RotationFailed as exc:
@@ -272,6 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     when.add_argument("--if-due", action="store_true", help="only if the period has passed")
     when.add_argument("--now", action="store_true", help="rotate now")
     rotate.add_argument("--metrics-file", type=Path, help="write Prometheus metrics here")
+    rotate.add_argument(
+        "--max-wait",
+        type=float,
+        default=900,
+        metavar="SECONDS",
+        help="inside the previous credential's grace, wait at most this long for it to end"
+        " (default 900); longer: exit 3, nothing changed",
+    )
     commands.add_parser(
         "bootstrap",
         help="give the rotator a login and the API its first "

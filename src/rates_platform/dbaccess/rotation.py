@@ -60,6 +60,10 @@ class RotationBusy(RuntimeError):
     """Another rotation holds the lock."""
 
 
+class RotationDeferred(RuntimeError):
+    """Rotating now would cut the previous credential's grace short; nothing changed."""
+
+
 class RotationFailed(RuntimeError):
     """A step failed; the pending version is marked failed and will not be reused."""
 
@@ -135,6 +139,7 @@ class Rotator:
         on_step: Callable[[str], None] = lambda _step: None,
         sleep: Callable[[float], None] = time.sleep,
         own_login: str | None = None,
+        max_wait: float | None = None,
     ) -> None:
         self.store = store
         self.conninfo = conninfo
@@ -147,6 +152,8 @@ class Rotator:
         # The store entry of this rotator's own login, rotated too when it is as old as
         # the period (see rotate_own_login).
         self.own_login = own_login
+        # The longest wait for a grace to end before a rotation gives up (None: no limit).
+        self.max_wait = max_wait
 
     # -- reading state --------------------------------------------------------------
 
@@ -277,6 +284,11 @@ class Rotator:
         if previous is None or previous.value["username"] != slot:
             return
         wait = (_retire_after(previous) - self.clock()).total_seconds()
+        if self.max_wait is not None and wait > self.max_wait:
+            raise RotationDeferred(
+                f"{slot} keeps its grace until {_retire_after(previous).isoformat()}: rotating"
+                " now would cut it short; nothing was changed, rerun after it"
+            )
         if wait > 0:
             log.info("waiting %.1f s for the grace of %s to end before reusing it", wait, slot)
             self.sleep(wait)
