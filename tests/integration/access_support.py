@@ -111,13 +111,19 @@ class Person:
 
 
 def add_person(
-    adb: AccessDb, tmp: Path, role: str, approver: bool = False, notify: Path | None = None
+    adb: AccessDb,
+    tmp: Path,
+    role: str,
+    *,
+    approver: bool = False,
+    notify: Path | None = None,
+    groups: tuple[str, ...] = (),
 ) -> Person:
     """A new person (unique across the cluster) with a password login and a pgpass file."""
     name = f"{role}{next(_names)}"
     password = new_password()
     service(adb.admin, Path("/dev/null")).add_person(
-        name, approver=approver, groups=[], password=password
+        name, approver=approver, groups=list(groups), password=password
     )
     pgpass = tmp / f"{name}.pgpass"
     conninfo = adb.login(name, password)

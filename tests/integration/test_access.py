@@ -6,9 +6,11 @@ people themselves, each with their own login, and check what PostgreSQL then all
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +20,13 @@ import psycopg
 import pytest
 
 from rates_platform.access import queries
-from rates_platform.access.domain import RolePolicy
+from rates_platform.access.domain import RolePolicy, parse_policy
 from rates_platform.access.errors import AccessError, NotAllowed, WrongState
 from rates_platform.access.notify import JsonLinesSink, Notifier, WebhookSink
 from rates_platform.access.service import AccessService
 from rates_platform.dbaccess import audit
 from tests.integration.access_support import (
+    POLICY_FILE,
     AccessDb,
     Person,
     access_server,
@@ -429,3 +432,31 @@ def test_only_whole_scram_verifiers_are_accepted_never_a_password(
                     verifier,  # type: ignore[arg-type]
                 )
     assert all(r["requester"] != alice.name for r in alice.access.requests())  # none made
+
+
+def test_approvers_can_be_a_named_group_and_a_policy_change_is_audited(
+    adb: AccessDb, alice: Person, approvers: list[Person], tmp_path: Path
+) -> None:
+    admin = service(adb.admin, Path("/dev/null"))
+    original = parse_policy(tomllib.loads(POLICY_FILE.read_text()))
+    dba = add_person(adb, tmp_path, "dba", groups=("dba",))
+    changed = {
+        **original,
+        "rates_reader": dataclasses.replace(original["rates_reader"], approver_groups=("dba",)),
+    }
+    try:
+        assert admin.apply_policy(changed) == [
+            "~ rates_reader.approver_groups: ['approvers'] -> ['dba']"
+        ]
+        row = alice.access.request("rates_reader", 5, "group approval", False)
+        with pytest.raises(NotAllowed):
+            approvers[0].access.approve(row["id"])  # the approver flag no longer counts
+        assert dba.access.approve(row["id"])["status"] == "granted"
+    finally:
+        admin.apply_policy(original)
+    with psycopg.connect(adb.superuser) as conn:
+        diffs = conn.execute(
+            "SELECT details -> 'diff' -> 'rates_reader' FROM audit.events "
+            "WHERE event_type = 'policy.change' ORDER BY id DESC LIMIT 2"
+        ).fetchall()
+    assert [d[0]["after"]["approver_groups"] for d in diffs] == [["approvers"], ["dba"]]
