@@ -336,7 +336,7 @@ BEGIN
         ended := ended + access.end_grant(req, 'revoked', 'person removed');
     END LOOP;
     UPDATE access.requests SET status = 'withdrawn', ended_at = now(), ended_by = session_user,
-                               end_reason = 'person removed'
+                               end_reason = 'person removed', verifier = NULL
     WHERE requester = person AND status = 'pending';
     EXECUTE format('REVOKE rates_people FROM %I', person);
     IF NOT entra_principal THEN
