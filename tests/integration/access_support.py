@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pgserver
 import psycopg
 from psycopg.conninfo import make_conninfo
 
@@ -24,12 +23,11 @@ from rates_platform.access.notify import JsonLinesSink, Notifier
 from rates_platform.access.service import AccessService
 from rates_platform.dbaccess.secrets import new_password
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import FAST_SERVER_SETTINGS, PreparedDatabase, free_port, prepare_database
+from tests.support import PreparedDatabase, prepare_database, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY_FILE = ROOT / "access-policy.toml"
-PG16 = Path(pgserver.__file__).parent / "pginstall"
-ACCESS_SERVER_SETTINGS = {**FAST_SERVER_SETTINGS, "log_connections": "on"}
+ACCESS_SERVER_SETTINGS = {"log_connections": "on"}
 _names = itertools.count(1)
 
 
@@ -38,10 +36,7 @@ def access_server(version: int) -> Iterator[EmbeddedPostgres]:
     """A server of its own, outside pytest's temporary tree (whose modes pytest resets
     while the server, running as another system user, still needs to traverse it)."""
     with tempfile.TemporaryDirectory(prefix=f"access{version}-") as directory:
-        server = EmbeddedPostgres(
-            Path(directory) / "data", free_port(), install_dir=PG16 if version == 16 else None
-        )
-        server.start(ACCESS_SERVER_SETTINGS)
+        server = start_server(Path(directory), ACCESS_SERVER_SETTINGS, version=str(version))
         try:
             yield server
         finally:

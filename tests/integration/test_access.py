@@ -100,6 +100,7 @@ def test_the_administrator_holds_no_admin_on_grantable_roles_and_cannot_grant_th
         ).fetchall()
         superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         assert superuser.fetchone() == (True,)
+        assert conn.info.server_version // 10000 == adb.version
     assert sorted(holders) == [("rates_operator", "rates_access"), ("rates_reader", "rates_access")]
     for conninfo in (adb.admin, alice.conninfo):
         with psycopg.connect(conninfo, autocommit=True) as conn:
