@@ -12,7 +12,6 @@ import ipaddress
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -126,21 +125,8 @@ class TlsPostgres(EmbeddedPostgres):
             raise RuntimeError(
                 f"{DEBIAN_PG_BIN} is missing: install postgresql-15 (make system-packages)"
             )
-        super().__init__(datadir, port)
+        super().__init__(datadir, port, install_dir=DEBIAN_PG_BIN.parent)
         self.pki = pki
-
-    def _pg(self, program: str, *args: str) -> None:
-        result = subprocess.run(
-            [str(DEBIAN_PG_BIN / program), *args],
-            **self._identity(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{program} failed ({result.returncode}): {result.stderr.strip()}")
 
     def init(self) -> None:
         super().init()
