@@ -7,6 +7,7 @@ the PostgreSQL builds with TLS at hand (Debian's 15) are older while the 16 and 
 wheels have no OpenSSL: so TLS is terminated in front of the wheel's server by a small
 relay that speaks PostgreSQL's SSLRequest handshake and refuses plaintext, as Azure's
 endpoint does. libpq's side (certificate chain and host name checks) is the real one.
+The second test checks the same login derivation against Debian's TLS server itself.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import RotationPolicy, login_conninfo
-from rates_platform.dbaccess.secrets import CURRENT, LocalFileStore, with_stage
+from rates_platform.dbaccess.secrets import CURRENT, LocalFileStore, new_password, with_stage
 from rates_platform.devdb import EmbeddedPostgres
 from tests import tls
 from tests.support import (
@@ -156,3 +157,37 @@ def test_a_whole_rotation_passes_over_verify_full(
         )
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(rebuilt, connect_timeout=5)
+
+
+def test_the_test_steps_login_keeps_tls_on_a_real_tls_server() -> None:
+    """Debian's PostgreSQL 15 (TLS built in, hostssl only; too old for the role model):
+    the login the test step derives from the rotator's connection verifies the server."""
+    with tls.running_tls_postgres() as server:
+        rotator_login, app_login = new_password(), new_password()
+        server.create_login("probe_rotator", rotator_login)
+        server.create_login("probe_app", app_login)
+        rotator = make_conninfo(
+            host="localhost",
+            port=server.port,
+            dbname="postgres",
+            sslmode="verify-full",
+            sslrootcert=str(server.pki.ca),
+            user="probe_rotator",
+            password=rotator_login,
+        )
+        derived = login_conninfo(rotator, {"user": "probe_app", "password": app_login})
+        with psycopg.connect(derived, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ).fetchone()
+        assert row == (True, "probe_app")
+        rebuilt = make_conninfo(
+            host="localhost",
+            port=server.port,
+            dbname="postgres",
+            sslmode="verify-full",
+            user="probe_app",
+            password=app_login,
+        )
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(rebuilt, connect_timeout=5)
