@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 # pg_try_advisory_lock key: one rotation at a time per database, whatever the host.
 ROTATION_LOCK = 0x5241_5445_524F_54  # "RATEROT"
-STEPS = ("create", "set", "test", "finish")
 ROTATOR_ROLE = "rates_rotator"
 # A retirement ends the slot's sessions and checks that none remain, this many times.
 RETIRE_ATTEMPTS = 5
@@ -240,10 +239,15 @@ class Rotator:
                 {"valid_until": valid_until.isoformat()},
             )
         verifier = scram_verifier(conn, ROTATOR_ROLE, pending.value["password"])
-        conn.execute(
-            "SELECT credentials.set_rotator_password(%s, %s)",
-            (verifier, datetime.fromisoformat(pending.tags["valid_until"])),
-        )
+        try:
+            conn.execute(
+                "SELECT credentials.set_rotator_password(%s, %s)",
+                (verifier, datetime.fromisoformat(pending.tags["valid_until"])),
+            )
+        except psycopg.Error as exc:
+            raise RotationFailed(
+                f"could not change the rotator's own password: {type(exc).__name__}"
+            ) from None
         self.on_step("own-login")
         if not logs_in(login_conninfo(self.conninfo, pending.login())):
             raise RotationFailed("the rotator's new password does not log in; rerun")
