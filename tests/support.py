@@ -146,7 +146,8 @@ def prepare_database(
 class ApiServer:
     """The real server, started as deployed (``rates serve``), on a free port."""
 
-    def __init__(self, database_url: str, **env: str) -> None:
+    def __init__(self, database_url: str, *, ready: bool = True, **env: str) -> None:
+        """Start it; unless ``ready`` is False, wait until /readyz answers 200."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         # The internal listener (/metrics), on a port of its own too.
@@ -166,7 +167,10 @@ class ApiServer:
             stdout=self.log,
             stderr=self.log,
         )
-        self.wait_until("/readyz", 200)
+        if ready:
+            self.wait_until("/readyz", 200)
+        else:
+            self.wait_until("/healthz", 200)
 
     def get(self, path: str, timeout: float = 5) -> requests.Response:
         return requests.get(self.base + path, timeout=timeout)

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import psycopg
 from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 from granian.server import MPServer
@@ -60,7 +59,7 @@ def _audit(settings: Settings, event: Event) -> None:
                     "workers": settings.workers,
                 },
             )
-    except (psycopg.Error, OSError) as exc:
+    except Exception as exc:  # the store or the database: neither may stop the server
         _log.warning("could not audit %s", event.value, extra={"error": type(exc).__name__})
 
 
