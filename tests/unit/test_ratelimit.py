@@ -6,6 +6,7 @@ import ipaddress
 import multiprocessing
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -13,7 +14,13 @@ from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
 from rates_platform.http import protection
-from rates_platform.http.ratelimit import Policy, RateLimiter, SharedFileStorage, client_address
+from rates_platform.http.ratelimit import (
+    Ask,
+    Policy,
+    RateLimiter,
+    SharedFileStorage,
+    client_address,
+)
 from rates_platform.settings import Settings
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
@@ -69,12 +76,43 @@ def test_is_a_storage_the_limits_strategies_accept(tmp_path: Path) -> None:
 
 def test_a_window_starts_afresh_when_it_expires(tmp_path: Path) -> None:
     storage = SharedFileStorage(tmp_path)
-    assert storage.incr_many([("k", 1)])[0][0] == 1
-    assert storage.incr_many([("k", 1)])[0][0] == 2
+    assert storage.incr("k", 1) == 1
+    assert storage.incr("k", 1) == 2
     time.sleep(1.05)
-    count, expires_at = storage.incr_many([("k", 1)])[0]
-    assert count == 1
-    assert expires_at > time.time()
+    assert storage.incr("k", 1) == 1
+
+
+def test_grants_never_pass_the_quota(tmp_path: Path) -> None:
+    storage = SharedFileStorage(tmp_path)
+    ask = Ask("k", 60, want=5, quota=7)
+    assert [(t.granted, t.count) for t in storage.take_many([ask] * 1)] == [(5, 5)]
+    assert storage.take_many([ask])[0].granted == 2
+    assert storage.take_many([ask])[0].granted == 0
+    other = storage.take_many([Ask("other", 60, 3, 7), ask])
+    assert [t.granted for t in other] == [3, 0]  # one statement, each window on its own
+
+
+def _spend(directory: str, attempts: int, allowed: Any) -> None:
+    limiter = RateLimiter(SharedFileStorage(Path(directory)), "1000/minute")
+    policy = limiter.policy_for(None)
+    assert policy is not None
+    ok = sum(limiter.hit("addr:x", policy).allowed for _ in range(attempts))
+    with allowed.get_lock():
+        allowed.value += ok
+
+
+def test_leases_never_admit_more_than_the_quota_across_processes(tmp_path: Path) -> None:
+    """3 processes, 600 attempts each, 1000 allowed a minute, leases of 10."""
+    context = multiprocessing.get_context("spawn")
+    allowed = context.Value("i", 0)
+    workers = [context.Process(target=_spend, args=(str(tmp_path), 600, allowed)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    # Never more than the quota; at most one unspent lease (9) per process short of it.
+    assert 1000 - 3 * 9 <= allowed.value <= 1000
 
 
 def test_headers_and_refusal(tmp_path: Path) -> None:
@@ -105,17 +143,24 @@ def test_a_key_override_replaces_the_default(tmp_path: Path) -> None:
     assert [limiter.hit("key:1", override).allowed for _ in range(3)] == [True, True, False]
 
 
-def test_cost_of_one_hit_is_small(tmp_path: Path) -> None:
-    """The measured cost of the shared store (printed; bounded loosely, the machine is shared)."""
-    limiter = RateLimiter(SharedFileStorage(tmp_path), "1000000/second;100000000/minute")
+@pytest.mark.parametrize(
+    ("spec", "label"),
+    [
+        ("100/second;3000/minute", "small quota: every hit writes"),
+        ("5000/second;300000/minute", "large quota: mostly leases"),
+    ],
+)
+def test_cost_of_one_hit_is_small(tmp_path: Path, spec: str, label: str) -> None:
+    """The measured cost per request (printed; bounded loosely, the machine is shared)."""
+    limiter = RateLimiter(SharedFileStorage(tmp_path), spec)
     policy = limiter.policy_for(None)
     assert policy is not None
-    hits = 3000
+    hits = 5000
     started = time.perf_counter()
     for n in range(hits):
         limiter.hit(f"addr:{n % 50}", policy)
     per_hit = (time.perf_counter() - started) / hits
-    print(f"rate-limit hit, two windows: {per_hit * 1e6:.1f} us")
+    print(f"rate-limit hit, two windows, {label}: {per_hit * 1e6:.1f} us")
     assert per_hit < 0.002
 
 
@@ -132,3 +177,10 @@ def test_the_default_public_unlimited_path_installs_no_guard() -> None:
         None,  # type: ignore[arg-type]
     )
     assert len(limited.before_request_funcs[None]) == 1
+
+
+def test_window_keys_are_the_ones_limits_makes() -> None:
+    policy = Policy("5/second;10/2minute")
+    assert [before + "addr:1.2.3.4" + after for before, after in policy.keys] == [
+        item.key_for("addr:1.2.3.4") for item in policy.items
+    ]
