@@ -490,3 +490,26 @@ def test_a_second_rotation_inside_a_long_grace_is_deferred_not_cut_short(
     assert "keeps its grace until" in capsys.readouterr().err
     assert [(v.version_id, v.stages) for v in store.versions("rates-db-app")] == before
     assert can_read(login(db, store, PREVIOUS))  # the previous credential still works
+
+
+def test_a_second_rotation_keeps_the_first_ones_full_grace(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    policy = RotationPolicy(grace=timedelta(seconds=2))
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
+    rotator.run(force=True)
+    previous = login(db, store, PREVIOUS)
+    retire_after = rotator.status().previous_retire_after
+    assert retire_after is not None
+    second = threading.Thread(target=lambda: rotator.run(force=True))
+    second.start()
+    polls = []
+    while second.is_alive():
+        polls.append((datetime.now(UTC), can_read(previous)))
+        time.sleep(0.1)
+    second.join()
+    inside = [works for at, works in polls if at < retire_after - timedelta(milliseconds=200)]
+    assert len(inside) >= 5 and all(inside)  # it kept working until its grace ended
+    assert datetime.now(UTC) >= retire_after  # the second rotation waited for it
+    assert not can_read(previous)  # then it was retired
+    assert can_read(login(db, store))
