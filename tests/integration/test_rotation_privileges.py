@@ -6,18 +6,22 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from yoyo import get_backend, read_migrations
 
+from rates_platform import schema
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.roles import scram_verifier
 from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
 from rates_platform.dbaccess.secrets import CURRENT, PREVIOUS, LocalFileStore, with_stage
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import PreparedDatabase, prepare_database, start_server
+from tests.support import SAMPLE, PreparedDatabase, prepare_database, start_server
 
 _copies = itertools.count(1)
 
@@ -193,3 +197,44 @@ def test_no_session_of_a_retired_slot_survives(db: PreparedDatabase, rotator: Ro
             (previous.value["username"],),
         ).fetchone()
     assert left == (0,)
+
+
+def test_a_database_a_superuser_migrated_to_0007_upgrades_in_place(
+    pg_version_server: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """As deployed with compose: 0001-0007 applied by the superuser (the rotator then had
+    CREATEROLE, ADMIN on the slots and pg_signal_backend); 0008 takes those away."""
+    name = f"upgrade_{next(_copies)}"
+    superuser = pg_version_server.superuser_conninfo(name)
+    with psycopg.connect(pg_version_server.superuser_conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrations = read_migrations(str(resources.files("rates_platform").joinpath("migrations")))
+    backend = get_backend(schema._yoyo_uri(superuser))
+    try:
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0008")))
+    finally:
+        backend.connection.close()
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        conn.execute("ALTER ROLE rates_rotator CREATEROLE")  # as the old 0005 left it
+        conn.execute(
+            "GRANT rates_app_a, rates_app_b TO rates_rotator"
+            " WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
+        )
+    assert "0008.credentials-functions" in schema.migrate(superuser)
+    schema.load_sample(superuser, SAMPLE)
+    with psycopg.connect(superuser) as conn:
+        flags = conn.execute(
+            "SELECT rolcreaterole, pg_has_role('rates_rotator', 'pg_signal_backend', 'MEMBER'),"
+            " (SELECT count(*) FROM pg_auth_members WHERE member = 'rates_rotator'::regrole)"
+            " FROM pg_roles WHERE rolname = 'rates_rotator'"
+        ).fetchone()
+    assert flags == (False, False, 0)
+    store = LocalFileStore(tmp_path / "secrets.enc")
+    server = make_conninfo(host="127.0.0.1", port=pg_version_server.port, dbname=name)
+    rotator = bootstrap(superuser, store, server, RotationPolicy(grace=timedelta(seconds=0.2)))
+    assert rotator.run(force=True) == "rotated"
+    current = with_stage(store, "rates-db-app", CURRENT)
+    assert current is not None
+    with psycopg.connect(make_conninfo(server, **current.login())) as conn:
+        assert conn.execute("SELECT count(*) FROM prices").fetchone() == (56689,)
