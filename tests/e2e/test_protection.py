@@ -167,6 +167,10 @@ def test_api_keys_valid_unknown_revoked_expired_and_wrong_scope(fresh_db: Prepar
             (expired_id,),
         )
         stored = conn.execute("SELECT key_hash FROM api_keys WHERE id = %s", (valid_id,)).fetchone()
+        audited = conn.execute(
+            "SELECT event_type, target, details::text FROM audit.events"
+            " WHERE event_type LIKE 'apikey.%' ORDER BY id"
+        ).fetchall()
     # The API's role reads only what it needs.
     with psycopg.connect(fresh_db.app) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT name FROM api_keys")
@@ -203,11 +207,15 @@ def test_api_keys_valid_unknown_revoked_expired_and_wrong_scope(fresh_db: Prepar
     )
     assert own_limit == [200, 200, 429]  # the key's own limit, with no RATE_LIMIT set
     assert stored is not None and valid.encode() not in bytes(stored[0])
+    # Audited in the CLI's transaction: five creations and one revocation, by id.
+    assert [event for event, _, _ in audited] == ["apikey.create"] * 5 + ["apikey.revoke"]
+    assert audited[-1][1] == f"api-key:{revoked_id}"
     assert '"request"' in log  # the access log was captured
     for key in (valid, limited, revoked, expired, other_scope, unknown):
         secret = key.rsplit("_", 1)[1]
         assert secret not in log
         assert secret not in listing
+        assert all(secret not in details for _, _, details in audited)
 
 
 class Jwks(http.server.BaseHTTPRequestHandler):

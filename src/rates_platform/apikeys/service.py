@@ -13,6 +13,8 @@ from rates_platform.apikeys import domain, queries
 from rates_platform.apikeys.domain import StoredKey
 from rates_platform.apikeys.errors import KeyNotFound
 from rates_platform.db import Database
+from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.audit import Event
 
 # How long the API trusts what it read about a prefix (a revocation shows within it).
 KEY_CACHE_TTL_SECONDS = 5.0
@@ -54,16 +56,27 @@ def create(
     rate_limit: str | None,
     expires_in_days: int | None,
 ) -> tuple[int, str]:
-    """A new key's id and the key itself, which exists nowhere else: show it once."""
+    """A new key's id and the key itself, which exists nowhere else: show it once.
+    Audited in the same transaction (id, prefix, scopes; never the key)."""
     domain.check_new(name, scopes, rate_limit, expires_in_days)
     key = domain.new_key()
     expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    return (
-        queries.insert(
-            conn, key, name=name, scopes=scopes, rate_limit=rate_limit, expires_at=expires_at
-        ),
-        key.key,
+    key_id = queries.insert(
+        conn, key, name=name, scopes=scopes, rate_limit=rate_limit, expires_at=expires_at
     )
+    audit.record(
+        conn,
+        Event.APIKEY_CREATE,
+        f"api-key:{key_id}",
+        details={
+            "prefix": key.prefix,
+            "name": name,
+            "scopes": scopes,
+            "rate_limit": rate_limit,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return key_id, key.key
 
 
 def listing(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -73,3 +86,4 @@ def listing(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 def revoke(conn: psycopg.Connection[Any], key_id: int) -> None:
     if not queries.revoke(conn, key_id):
         raise KeyNotFound(f"no API key has id {key_id}")
+    audit.record(conn, Event.APIKEY_REVOKE, f"api-key:{key_id}")

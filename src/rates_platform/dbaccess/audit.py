@@ -44,6 +44,9 @@ class Event(StrEnum):
     ACCESS_EMERGENCY = "access.emergency"
     ACCESS_REVIEW = "access.review"
     ACCESS_DRIFT = "access.drift"
+    # API keys (migration 0010): written by the administrator as rates_owner.
+    APIKEY_CREATE = "apikey.create"
+    APIKEY_REVOKE = "apikey.revoke"
 
 
 def record(

@@ -16,3 +16,29 @@ CREATE TABLE api_keys (
 );
 GRANT SELECT (id, prefix, key_hash, scopes, rate_limit, expires_at, revoked_at)
     ON api_keys TO rates_app;
+
+-- Creating and revoking keys is audited (never the key: its id, prefix and scopes),
+-- by the administrator acting as rates_owner, as data loads are.
+DO $$
+DECLARE
+    check_name text;
+    known text[];
+BEGIN
+    -- Every dotted name in the definition, whether it reads ARRAY['a.b'::text, ...]
+    -- (0007) or '{a.b,...}'::text[] (0009 on).
+    SELECT conname, array(SELECT m[1] FROM regexp_matches(pg_get_constraintdef(oid),
+                                                          '([a-z_]+[.][a-z_]+)', 'g') AS m)
+    INTO STRICT check_name, known
+    FROM pg_constraint
+    WHERE conrelid = 'audit.events'::regclass AND contype = 'c'
+      AND pg_get_constraintdef(oid) LIKE '%event_type%';
+    known := array(SELECT DISTINCT unnest(known || ARRAY['apikey.create', 'apikey.revoke'])
+                   ORDER BY 1);
+    EXECUTE format('ALTER TABLE audit.events DROP CONSTRAINT %I', check_name);
+    EXECUTE format('ALTER TABLE audit.events ADD CONSTRAINT %I CHECK (event_type = ANY (%L::text[]))',
+                   check_name, known);
+END
+$$;
+INSERT INTO audit.event_writers (event_type, role_name)
+VALUES ('apikey.create', 'rates_owner'), ('apikey.revoke', 'rates_owner')
+ON CONFLICT DO NOTHING;
