@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
@@ -184,3 +186,24 @@ def test_window_keys_are_the_ones_limits_makes() -> None:
     assert [before + "addr:1.2.3.4" + after for before, after in policy.keys] == [
         item.key_for("addr:1.2.3.4") for item in policy.items
     ]
+
+
+_ADDRESSES = st.sampled_from(
+    ["10.0.0.1", "10.9.9.9", "198.51.100.1", "203.0.113.7", "2001:db8::1", "fd00::5", "junk"]
+)
+
+
+@given(peer=_ADDRESSES, chain=st.lists(_ADDRESSES, max_size=6))
+def test_a_client_can_never_choose_its_identity_past_an_untrusted_hop(
+    peer: str, chain: list[str]
+) -> None:
+    """Whatever the header holds, the result is the peer or an entry that no untrusted
+    hop (which could have written the entries to its left) stands to the right of."""
+    result = client_address(peer, ", ".join(chain), PROXIES)
+    if peer not in {"10.0.0.1", "10.9.9.9", "fd00::5"}:
+        assert result == peer  # not a trusted proxy: the header is ignored
+        return
+    assert result == peer or result in chain
+    if result != peer:
+        right_of_it = chain[len(chain) - 1 - chain[::-1].index(result) + 1 :]
+        assert all(entry in {"10.0.0.1", "10.9.9.9", "fd00::5"} for entry in right_of_it)
