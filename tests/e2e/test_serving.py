@@ -92,9 +92,7 @@ def test_a_client_that_never_finishes_its_headers_is_cut_off(api: ApiServer) -> 
 
 
 def metric_series(api: ApiServer) -> int:
-    return sum(
-        1 for line in api.metrics().splitlines() if line and not line.startswith("#")
-    )
+    return sum(1 for line in api.metrics().splitlines() if line and not line.startswith("#"))
 
 
 def test_made_up_methods_do_not_grow_the_metrics(api: ApiServer) -> None:
