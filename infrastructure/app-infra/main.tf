@@ -73,6 +73,10 @@ module "apps" {
   registry_server            = var.registry_server
   registry_id                = var.registry_id
   database_host              = module.postgres.fqdn
+  postgres_server_name       = module.postgres.name
+  postgres_subnet_id         = module.network.postgres_subnet_id
+  postgres_dns_zone_id       = module.network.postgres_dns_zone_id
+  azure_cli_image            = var.azure_cli_image
   key_vault_uri              = module.key_vault.vault_uri
   rotation_period_days       = var.rotation_period_days
   sample_data                = var.sample_data
@@ -121,6 +125,8 @@ module "alerts" {
   api_id                     = module.apps.api_id
   api_name                   = module.apps.api_name
   rotation_job_name          = module.apps.rotation_job_name
+  expiry_job_name            = module.apps.expiry_job_name
+  drill_job_name             = module.apps.drill_job_name
   alert_email                = var.alert_email
   tags                       = local.tags
 }

@@ -47,3 +47,13 @@ output "api_public_host" {
   description = "The API's public host through Front Door (prod; empty where there is no gateway)."
   value       = module.edge.endpoint_host
 }
+
+output "expiry_job_name" {
+  description = "Job running `dbaccess access expire` every minute (deploys should move it to the new image)."
+  value       = module.apps.expiry_job_name
+}
+
+output "drill_job_name" {
+  description = "Weekly restore-drill job (its `compare` container runs the app's image)."
+  value       = module.apps.drill_job_name
+}

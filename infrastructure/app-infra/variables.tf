@@ -114,3 +114,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "azure_cli_image" {
+  description = "The official Azure CLI image, pinned by digest, that restores and deletes the weekly drill's scratch server (Dependabot does not follow it: bump tag and digest together)."
+  type        = string
+  default     = "mcr.microsoft.com/azure-cli:2.73.0@sha256:eedd1fb2d6628c6a6f30c5e0cd31b2fd789151514fa0ab645ff440682e5586b7"
+}

@@ -133,7 +133,8 @@ resource "azurerm_role_assignment" "infra_contributor" {
 # app-infra grants its workload identities data roles on single resources, and only
 # these: Key Vault Secrets User (4633458b...) and Key Vault Secrets Officer (b86a8fe4...)
 # on single secrets, Storage Blob Data Contributor (ba92f5b4...) on the audit anchors'
-# container. tests/policy checks every role app-infra assigns against this list.
+# container, and the restore drill's two roles below. tests/policy checks every role
+# app-infra assigns against this list.
 resource "azurerm_role_assignment" "infra_rbac" {
   for_each             = local.by_role.infra
   scope                = azurerm_resource_group.environment[each.key].id
@@ -143,8 +144,50 @@ resource "azurerm_role_assignment" "infra_rbac" {
   condition            = <<-EOT
     ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR
      (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals
-      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7, ba92f5b4-2d11-453d-a403-e96b0029c9fe}))
+      {4633458b-17de-408a-b874-0445c86b69e6, b86a8fe4-44ce-4948-aee5-eccb2c155cd7, ba92f5b4-2d11-453d-a403-e96b0029c9fe,
+       ${azurerm_role_definition.dr_drill_servers.role_definition_id}, ${azurerm_role_definition.dr_drill_network.role_definition_id}}))
   EOT
+}
+
+# The weekly restore drill (app-infra: caj-rates-<env>-drill, README: Disaster recovery)
+# runs `az postgres flexible-server restore` to a scratch server in the environment's
+# group and network, `show` for host names, and `delete` afterwards. Its identity gets
+# these two roles and nothing else: the servers role on the resource group (restore
+# creates a server whose name is new each week, so no narrower scope exists), the network
+# role on the PostgreSQL subnet and its private DNS zone only (the restored server joins
+# both, as the live one did). No Key Vault, no Container Apps, no role assignments, no
+# other resource type. Residual risk, accepted for the drill: write and delete at group
+# scope also reach the live server (ARM has no conditions on control-plane actions).
+resource "azurerm_role_definition" "dr_drill_servers" {
+  name        = "${var.name_prefix}-dr-drill-servers"
+  scope       = "/subscriptions/${data.azurerm_client_config.current.subscription_id}"
+  description = "Restore a rates platform PostgreSQL server to a scratch server, read it, delete it."
+  permissions {
+    actions = [
+      "Microsoft.DBforPostgreSQL/flexibleServers/read",
+      "Microsoft.DBforPostgreSQL/flexibleServers/write",
+      "Microsoft.DBforPostgreSQL/flexibleServers/delete",
+      # Polling the restore's and the delete's long-running operations.
+      "Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read",
+      "Microsoft.DBforPostgreSQL/locations/operationResults/read",
+    ]
+    not_actions = []
+  }
+  assignable_scopes = [for rg in azurerm_resource_group.environment : rg.id]
+}
+
+resource "azurerm_role_definition" "dr_drill_network" {
+  name        = "${var.name_prefix}-dr-drill-network"
+  scope       = "/subscriptions/${data.azurerm_client_config.current.subscription_id}"
+  description = "Place a restored rates platform PostgreSQL server in the delegated subnet and private DNS zone."
+  permissions {
+    actions = [
+      "Microsoft.Network/virtualNetworks/subnets/join/action",
+      "Microsoft.Network/privateDnsZones/join/action",
+    ]
+    not_actions = []
+  }
+  assignable_scopes = [for rg in azurerm_resource_group.environment : rg.id]
 }
 
 # The registry lives in the bootstrap group, which no infra identity can otherwise touch:

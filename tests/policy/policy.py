@@ -395,10 +395,23 @@ def check_database_tls(root: Path = INFRA) -> list[str]:
     return problems
 
 
+def _apps_text(root: Path) -> str:
+    return "".join(
+        path.read_text(encoding="utf-8")
+        for path in sorted((root / "modules" / "container_apps").glob("*.tf"))
+    )
+
+
 def env_names_set(root: Path = INFRA) -> set[str]:
     """Environment variable names the container apps and jobs set (UPPER_CASE keys)."""
-    text = (root / "modules" / "container_apps" / "main.tf").read_text(encoding="utf-8")
-    return set(re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=(?!=)", text))
+    return set(re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=(?!=)", _apps_text(root)))
+
+
+def env_names_shell_read(root: Path = INFRA) -> set[str]:
+    """Names the jobs' own shell commands (written in the same module) read: $NAME."""
+    return set(re.findall(r"\$([A-Z][A-Z0-9_]+)\b", _apps_text(root))) | set(
+        re.findall(r"\(\(\$\(date \+%s\) - ([A-Z][A-Z0-9_]+)", _apps_text(root))
+    )
 
 
 def env_names_read(src: Path = ROOT / "src" / "rates_platform") -> set[str]:
@@ -411,12 +424,13 @@ def env_names_read(src: Path = ROOT / "src" / "rates_platform") -> set[str]:
     return {name for name in names if re.fullmatch(r"[A-Z][A-Z0-9_]{2,}", name)}
 
 
-# Read by libraries, not by our code: libpq, OpenSSL, azure-identity.
-EXTERNAL_ENV = re.compile(r"^(PG[A-Z]+|SSL_CERT_FILE|AZURE_CLIENT_ID)$")
+# Read by libraries and tools, not by our code: libpq, OpenSSL, azure-identity, the
+# Azure CLI.
+EXTERNAL_ENV = re.compile(r"^(PG[A-Z]+|SSL_CERT_FILE|AZURE_CLIENT_ID|AZURE_CONFIG_DIR)$")
 
 
 def check_env_names(root: Path = INFRA, src: Path = ROOT / "src" / "rates_platform") -> list[str]:
-    read = env_names_read(src)
+    read = env_names_read(src) | env_names_shell_read(root)
     return [
         f"apps: {name} is set but nothing reads it"
         for name in sorted(env_names_set(root))
@@ -756,6 +770,8 @@ def check_grantable_roles(root: Path = INFRA) -> list[str]:
         if kind != "azurerm_role_assignment" or "bootstrap" in path.parts:
             continue
         role = str(body.get("role_definition_name", body.get("role_definition_id")))
+        if "data.azurerm_role_definition." in role:
+            continue  # a custom role: check_custom_roles_grantable
         roles = {g["role"] for g in module["vault_grants"]} if role.startswith("${") else {role}
         for role in roles:
             if ROLE_IDS.get(role) not in grantable:
@@ -792,3 +808,297 @@ def check_deploy_reads_outputs(root: Path = ROOT) -> list[str]:
     return [
         f"deploy.yml: reads output {name}, which app-infra lacks" for name in sorted(used - outputs)
     ]
+
+
+# -- the restore drill, the access-expiry job, Dependabot (issue 11, issue 10) ---------
+
+APPS_MODULE = Path("modules") / "container_apps"
+# What `az postgres flexible-server restore|show|delete` needs, by the scope it needs it
+# on; the bootstrap's custom roles may hold nothing else.
+DRILL_ROLE_ACTIONS = {
+    "dr_drill_servers": {
+        "Microsoft.DBforPostgreSQL/flexibleServers/read",
+        "Microsoft.DBforPostgreSQL/flexibleServers/write",
+        "Microsoft.DBforPostgreSQL/flexibleServers/delete",
+        "Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read",
+        "Microsoft.DBforPostgreSQL/locations/operationResults/read",
+    },
+    "dr_drill_network": {
+        "Microsoft.Network/virtualNetworks/subnets/join/action",
+        "Microsoft.Network/privateDnsZones/join/action",
+    },
+}
+# grant key in drill.tf -> (bootstrap role, what its scope must name)
+DRILL_GRANTS = {
+    "servers": ("dr_drill_servers", "/resourceGroups/${var.resource_group_name}"),
+    "subnet": ("dr_drill_network", "${var.postgres_subnet_id}"),
+    "zone": ("dr_drill_network", "${var.postgres_dns_zone_id}"),
+}
+# A person's name as migration 0009's access.add_person accepts it.
+PERSON_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+WEEKLY = re.compile(r"^\d{1,2} \d{1,2} \* \* [0-7]$")
+DIGEST_PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+
+
+def _apps_locals(root: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in sorted((root / APPS_MODULE).glob("*.tf")):
+        merged.update(_locals(path))
+    return merged
+
+
+def _data(root: Path, kind: str, name: str) -> dict[str, Any] | None:
+    for path in tf_files(root):
+        for block in parse(path).get("data", []):
+            body = block.get(kind, {}).get(name)
+            if body is not None:
+                return dict(body)
+    return None
+
+
+def _bootstrap_role_names(root: Path) -> dict[str, str]:
+    """Custom role name (with the default name_prefix) -> its bootstrap resource name."""
+    variables = {
+        name: body
+        for block in parse(root / "bootstrap" / "variables.tf").get("variable", [])
+        for name, body in block.items()
+    }
+    prefix = str(variables.get("name_prefix", {}).get("default", ""))
+    return {
+        str(body.get("name", "")).replace("${var.name_prefix}", prefix): name
+        for path, kind, name, body in resources(root / "bootstrap")
+        if kind == "azurerm_role_definition"
+    }
+
+
+def _looked_up_roles(root: Path, reference: str) -> list[str]:
+    """The role names a `data.azurerm_role_definition.X...` reference can resolve to."""
+    found = re.search(r"data\.azurerm_role_definition\.(\w+)", reference)
+    if found is None:
+        return []
+    body = _data(root, "azurerm_role_definition", found.group(1)) or {}
+    name = str(body.get("name", ""))
+    keys = re.findall(r'"([^"]+)"', str(body.get("for_each", "")))
+    return [name.replace("${each.key}", key) for key in keys] if keys else [name]
+
+
+def check_custom_roles_grantable(root: Path = INFRA) -> list[str]:
+    """Every custom role app-infra assigns is a bootstrap role the infra identity may
+    grant (its id in the RBAC Administrator condition): else AuthorizationFailed."""
+    condition = str(
+        (_resource(root / "bootstrap", "azurerm_role_assignment", "infra_rbac") or {}).get(
+            "condition", ""
+        )
+    )
+    defined = _bootstrap_role_names(root)
+    problems = []
+    for path, kind, name, body in resources(root):
+        if kind != "azurerm_role_assignment" or "bootstrap" in path.parts:
+            continue
+        for role in _looked_up_roles(root, str(body.get("role_definition_id", ""))):
+            resource = defined.get(role)
+            if resource is None:
+                problems.append(f"{path.relative_to(root)}: {name} assigns {role}, never defined")
+            elif f"azurerm_role_definition.{resource}.role_definition_id" not in condition:
+                problems.append(
+                    f"{path.relative_to(root)}: {name} assigns {role}, which infra may not grant"
+                )
+    return problems
+
+
+def check_restore_drill(root: Path = INFRA) -> list[str]:
+    """The weekly restore drill exists, has time to restore, runs as its own identity
+    whose Azure rights are exactly the two drill roles at their scopes, has the Azure
+    CLI pinned by digest next to the app, gets its PostgreSQL login, and is alerted on."""
+    problems = []
+    job = _resource(root, "azurerm_container_app_job", "drill")
+    if job is None:
+        return ["apps: no restore-drill job (azurerm_container_app_job.drill)"]
+    cron = str((job.get("schedule_trigger_config") or [{}])[0].get("cron_expression", ""))
+    if not WEEKLY.match(cron):
+        problems.append(f"drill: schedule {cron!r} is not weekly (M H * * D)")
+    if int(job.get("replica_timeout_in_seconds", 0)) < 3600:
+        problems.append("drill: a restore takes up to an hour: timeout must be >= 3600 s")
+    own = 'azurerm_user_assigned_identity.workload["drill"]'
+    identities = [str(i) for i in job.get("identity", [{}])[0].get("identity_ids", [])]
+    if identities != [f"${{{own}.id}}"]:
+        problems.append(f"drill: must run as its own identity only, not {identities}")
+    apps = _apps_locals(root)
+    images = {str(c.get("image")) for c in apps.get("drill_containers", {}).values()}
+    if images != {"${var.image}", "${var.azure_cli_image}"}:
+        problems.append(f"drill: containers must be the app's image and the CLI's, not {images}")
+    command = str(apps.get("drill_containers", {}).get("restore", {}).get("command", ""))
+    script = str(apps.get(command.removeprefix("${local.").removesuffix("}"), ""))
+    for needed in ("flexible-server restore", "flexible-server delete", "trap cleanup EXIT"):
+        if needed not in script:
+            problems.append(f"drill: the restore container never runs {needed!r}")
+    variables = {
+        name: body
+        for block in parse(root / "app-infra" / "variables.tf").get("variable", [])
+        for name, body in block.items()
+    }
+    cli = str(variables.get("azure_cli_image", {}).get("default", ""))
+    if not DIGEST_PINNED.match(cli):
+        problems.append(f"drill: the Azure CLI image {cli!r} is not pinned by digest")
+    problems += _drill_rights(root, own)
+    if 'grant-auditor ${azurerm_user_assigned_identity.workload["drill"].name}' not in str(
+        apps.get("access_bootstrap")
+    ):
+        problems.append("drill: the access job never makes the drill's PostgreSQL login")
+    problems += _job_alerted(root, "dr-drill-failed", "drill_job_name")
+    return problems
+
+
+def _drill_rights(root: Path, own: str) -> list[str]:
+    problems = []
+    for resource, allowed in DRILL_ROLE_ACTIONS.items():
+        role = _resource(root / "bootstrap", "azurerm_role_definition", resource) or {}
+        actions = set((role.get("permissions") or [{}])[0].get("actions", []))
+        if not actions or actions - allowed:
+            problems.append(f"bootstrap: {resource} may only {sorted(allowed)}, has {actions}")
+    grants = _apps_locals(root).get("drill_grants", {})
+    names = _bootstrap_role_names(root)
+    looked_up = _looked_up_roles(root, "data.azurerm_role_definition.drill")
+    lookups = {name.rsplit("-", 1)[-1]: name for name in looked_up}
+    for key, grant in grants.items():
+        expected = DRILL_GRANTS.get(key)
+        granted = names.get(lookups.get(str(grant.get("role")), ""))
+        if expected is None or granted != expected[0] or expected[1] not in str(grant.get("scope")):
+            problems.append(f"drill: grant {key} ({granted} on {grant.get('scope')}) is not needed")
+    if set(grants) != set(DRILL_GRANTS):
+        problems.append(f"drill: grants {sorted(grants)}, needs exactly {sorted(DRILL_GRANTS)}")
+    for path, kind, name, body in resources(root):
+        text = json.dumps(body)
+        if own.replace('"', '\\"') not in text or kind == "azurerm_container_app_job":
+            continue
+        if kind == "azurerm_role_assignment" and name == "drill":
+            continue
+        if kind == "azurerm_role_assignment" and name == "pull" and "AcrPull" in text:
+            continue  # every workload pulls the app's image
+        if kind != "azurerm_user_assigned_identity":
+            problems.append(f"{path.relative_to(root)}: {kind}.{name} gives the drill more rights")
+    main = (root / "app-infra" / "main.tf").read_text(encoding="utf-8")
+    if re.search(r"principal\s*=\s*\"drill\"|drill_principal", main):
+        problems.append("app-infra: the drill's identity gets a Key Vault or other grant")
+    return problems
+
+
+def _job_alerted(root: Path, rule: str, variable: str) -> list[str]:
+    rules = _locals(root / "modules" / "alerts" / "main.tf").get("log_rules", {})
+    alerts = _locals(root / "modules" / "alerts" / "main.tf").get("job_is", "")
+    if rule not in rules:
+        return [f"alerts: no {rule} rule"]
+    wired = any(
+        variable in m.get("alerts", {}) for m in parse(root / "app-infra" / "main.tf")["module"]
+    )
+    if f"var.{variable}" not in str(alerts) or not wired:
+        return [f"alerts: {rule} does not pick the job's lines (var.{variable})"]
+    return []
+
+
+def check_access_expiry(root: Path = INFRA) -> list[str]:
+    """`dbaccess access expire` runs every minute as its own identity, which the access
+    job makes a person of the workflow (a name 0009 accepts); overdue grants, drift and a
+    stalled job are alerted."""
+    problems = []
+    apps = _apps_locals(root)
+    job = apps.get("all_jobs", {}).get("expiry")
+    if job is None:
+        return ["apps: no access-expiry job (all_jobs.expiry)"]
+    if job.get("schedule") != "* * * * *":
+        problems.append(f"expiry: runs {job.get('schedule')!r}, not every minute")
+    if not str(job.get("command", [""])[-1]).endswith("dbaccess access expire"):
+        problems.append(f"expiry: runs {job.get('command')}, not dbaccess access expire")
+    own_user = 'user=${azurerm_user_assigned_identity.workload["expiry"].name}'
+    if job.get("identity") != "expiry" or own_user not in str(job.get("env")):
+        problems.append("expiry: must log in as its own identity, the workflow's person")
+    if 'workload["expiry"].name' not in str(apps.get("expiry_person")):
+        problems.append("expiry: expiry_person is not the expiry identity's name")
+    if "users add ${local.expiry_person} --entra" not in str(apps.get("access_bootstrap")):
+        problems.append("expiry: the access job never makes its identity a person")
+    identity = _resource(root, "azurerm_user_assigned_identity", "workload") or {}
+    expression = str(identity.get("name", ""))
+    found = re.search(r'"expiry" \? "(.*?)" : ', expression)
+    for environment in ENVIRONMENTS:
+        name = (found.group(1) if found else expression).replace(
+            '${replace(var.name, "-", "_")}', f"rates_{environment}"
+        )
+        if (
+            not PERSON_NAME.match(name)
+            or re.search(r"_r[0-9]+$", name)
+            or name.startswith(("rates_", "pg_"))
+        ):
+            problems.append(f"expiry: identity name {name!r} is no valid person name (0009)")
+    rules = _locals(root / "modules" / "alerts" / "main.tf").get("log_rules", {})
+    for rule in ("access-overdue", "access-drift"):
+        if rule not in rules:
+            problems.append(f"alerts: no {rule} rule")
+    problems += _job_alerted(root, "access-expiry-stalled", "expiry_job_name")
+    return problems
+
+
+def _ignored(path: Path) -> bool:
+    return any(part.startswith(".") or part in ("node_modules",) for part in path.parts)
+
+
+def check_dependabot_covers_locks(root: Path = ROOT) -> list[str]:
+    """Every lock and requirements file is in a Dependabot entry that reads it: uv.lock
+    in a `uv` entry's directory; requirements*.txt in a `uv` one's (which reads *.txt and
+    *.in there, recompiling `uv pip compile` output) or a `pip` one's."""
+    config = yaml.safe_load((root / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    covered: dict[str, set[str]] = {}
+    for entry in config.get("updates", []):
+        dirs = entry.get("directories") or [entry.get("directory")]
+        covered.setdefault(entry["package-ecosystem"], set()).update(
+            "/" + str(d).strip("/") for d in dirs if d
+        )
+    wanted = {"uv.lock": ("uv",), "requirements*.txt": ("uv", "pip")}
+    problems = []
+    for pattern, ecosystems in wanted.items():
+        for path in sorted(root.rglob(pattern)):
+            relative = path.relative_to(root)
+            if _ignored(relative):
+                continue
+            directory = "/" + str(relative.parent).strip(".").strip("/")
+            if not any(directory in covered.get(e, set()) for e in ecosystems):
+                problems.append(
+                    f"dependabot: {relative} is in no {'/'.join(ecosystems)} entry ({directory})"
+                )
+    return problems
+
+
+def check_pip_audit_locked(root: Path = ROOT) -> list[str]:
+    """Every pip-audit in the workflows audits the locked sets, each hash-checked without
+    resolving anew: uv.lock (exported) and every requirements*.txt of the repository."""
+    requirements = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("requirements*.txt")
+        if not _ignored(p.relative_to(root))
+    )
+    problems = []
+    audits = 0
+    for path, document in workflows(root).items():
+        for name, step in _steps(document):
+            script = str(step.get("run", ""))
+            if "pip-audit" not in script:
+                continue
+            audits += 1
+            where = f"{path.name}: {name}"
+            if "uv export --frozen" not in script or "--no-emit-project" not in script:
+                problems.append(f"{where}: does not audit uv.lock (uv export --frozen)")
+            if "--disable-pip --require-hashes -r" not in script:
+                problems.append(f"{where}: must audit requirement files hash-checked, unresolved")
+            runs = [
+                part
+                for line in script.splitlines()
+                for part in line.split("&&")
+                if re.search(r"pip-audit(\s|$)", part) and "install" not in part
+            ]
+            if any(" -r " not in part for part in runs):
+                problems.append(f"{where}: audits the virtual environment, not the locks")
+            if re.search(r"pip install [^\n]*pip-audit(?!==)", script):
+                problems.append(f"{where}: installs pip-audit unpinned")
+            problems += [f"{where}: never audits {r}" for r in requirements if r not in script]
+    if not audits:
+        problems.append("workflows: nothing runs pip-audit")
+    return problems

@@ -213,8 +213,8 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
     ),
     (
         "infrastructure/bootstrap/main.tf",
-        ", ba92f5b4-2d11-453d-a403-e96b0029c9fe}",
-        "}",
+        ", ba92f5b4-2d11-453d-a403-e96b0029c9fe,",
+        ",",
         policy.check_grantable_roles,
         "assigns Storage Blob Data Contributor",
     ),

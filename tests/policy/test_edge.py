@@ -28,6 +28,7 @@ ALLOWED_EGRESS = {
     "AzureFrontDoor.FirstParty",
     "AzureMonitor",
     "AzureActiveDirectory",
+    "AzureResourceManager",  # the restore drill's Azure CLI (restore, show, delete)
 }
 OPEN = {"*", "Internet", "0.0.0.0/0", "Any"}
 

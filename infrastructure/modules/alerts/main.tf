@@ -23,6 +23,12 @@ locals {
     "Log_s has \"dbaccess: cannot reach the database\"",
     "Log_s has \"dbaccess: audit chain is busy\"",
   ])
+  # A job's lines: console logs name it ContainerJobName_s where the workspace has that
+  # column, ContainerAppName_s otherwise; system logs JobName_s.
+  job_is = {
+    for key, job in { expiry = var.expiry_job_name, drill = var.drill_job_name } :
+    key => "(column_ifexists(\"ContainerJobName_s\", \"\") == \"${job}\" or column_ifexists(\"JobName_s\", \"\") == \"${job}\" or column_ifexists(\"ContainerAppName_s\", \"\") == \"${job}\")"
+  }
   rotation_ok = "Log_s startswith \"dbaccess: rotated\" or Log_s startswith \"dbaccess: not due\" or Log_s startswith \"dbaccess: retired\""
   log_rules = {
     rotation-failed = {
@@ -76,6 +82,33 @@ locals {
       frequency   = "PT15M"
       window      = "PT1H"
       query       = "${local.logs} | where Log_s has \"access.overdue\""
+      operator    = "GreaterThan"
+      threshold   = 0
+    }
+    access-drift = {
+      description = "The access-expiry job revoked a membership of a grantable role that no grant backed (access.drift): someone granted it behind the workflow's back."
+      severity    = 1
+      frequency   = "PT15M"
+      window      = "PT1H"
+      query       = "${local.logs} | where Log_s has \"access.drift\""
+      operator    = "GreaterThan"
+      threshold   = 0
+    }
+    access-expiry-stalled = {
+      description = "No access-expiry run finished for 15 minutes (it runs every minute): open sessions of ended grants are not being ended (new logins still are refused: VALID UNTIL)."
+      severity    = 1
+      frequency   = "PT5M"
+      window      = "PT15M"
+      query       = "${local.logs} | where ${local.job_is.expiry} | where Log_s startswith \"dbaccess: expiry run done\""
+      operator    = "LessThan"
+      threshold   = 1
+    }
+    dr-drill-failed = {
+      description = "The weekly restore drill failed: no restore (exit 2), a check failed (1), inconclusive (3), or the job was stopped (README: Disaster recovery). Check for a scratch server left behind."
+      severity    = 1
+      frequency   = "PT15M"
+      window      = "PT1H"
+      query       = "union ${local.logs}, ContainerAppSystemLogs_CL | where ${local.job_is.drill} | where Log_s has \"dr-drill: drill failed\" or Log_s has \"dr-drill: RESTORE FAILED\" or (Type == \"ContainerAppSystemLogs_CL\" and Log_s has_cs \"Failed\")"
       operator    = "GreaterThan"
       threshold   = 0
     }

@@ -42,3 +42,13 @@ variable "tags" {
   description = "Tags of every resource."
   type        = map(string)
 }
+
+variable "expiry_job_name" {
+  description = "Name of the access-expiry job (every minute), to pick its log lines."
+  type        = string
+}
+
+variable "drill_job_name" {
+  description = "Name of the weekly restore-drill job, to pick its log lines."
+  type        = string
+}

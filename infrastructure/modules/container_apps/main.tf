@@ -25,9 +25,13 @@ resource "azurerm_container_app_environment" "this" {
 # migrations create to their creator, and the access bootstrap alters those roles.
 # audit anchors and verifies the audit chain: an Entra ID login of PostgreSQL in the
 # read-only group rates_auditor, and the only writer of the anchor blob.
+# expiry runs `dbaccess access expire` every minute as a person of the access workflow
+# (rates_people: EXECUTE on the workflow functions, nothing else); person names must
+# match [a-z][a-z0-9_]*, so its name has no hyphens. drill runs the weekly restore drill
+# (drill.tf): rates_auditor in PostgreSQL, and its two custom roles in Azure.
 resource "azurerm_user_assigned_identity" "workload" {
-  for_each            = toset(["api", "rotation", "migration", "audit"])
-  name                = "id-${var.name}-${each.key}"
+  for_each            = toset(["api", "rotation", "migration", "audit", "expiry", "drill"])
+  name                = each.key == "expiry" ? "job_expiry_${replace(var.name, "-", "_")}" : "id-${var.name}-${each.key}"
   resource_group_name = var.resource_group_name
   location            = var.location
   tags                = var.tags
@@ -65,6 +69,18 @@ locals {
   admin_env = {
     DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["migration"].name}"
   }
+  # The access job, after the rotator's and the API's logins: the audit job's and the
+  # restore drill's identities become Entra ID logins in rates_auditor (the drill also
+  # needs rates_reader, which no command can grant yet: README, Disaster recovery), and
+  # the expiry job's identity becomes a person of the workflow, once (`users add` refuses
+  # an existing person).
+  expiry_person = azurerm_user_assigned_identity.workload["expiry"].name
+  access_bootstrap = join(" && ", [
+    "dbaccess bootstrap",
+    "dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["audit"].name}",
+    "dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["drill"].name}",
+    "{ dbaccess users list | grep -q '^name=${local.expiry_person}  .*removed_at=-$' || dbaccess users add ${local.expiry_person} --entra; }",
+  ])
   rotation_env = {
     ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
     ROTATION_GRACE_SECONDS = "3600"
@@ -177,9 +193,23 @@ locals {
       schedule = null
       timeout  = 600
       retries  = 0
-      # Then the audit job's identity becomes an Entra ID login in rates_auditor.
-      command = ["/bin/sh", "-c", "${local.entra_login}dbaccess bootstrap && exec dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["audit"].name}"]
-      env     = merge(local.admin_env, local.rotation_env)
+      command  = ["/bin/sh", "-c", "${local.entra_login}${local.access_bootstrap}"]
+      env      = merge(local.admin_env, local.rotation_env)
+    }
+    # Every minute (issue 10): lapse undecided requests, end due grants and every session
+    # of them, revoke drift; logs access.overdue / access.drift for the alerts. Runs may
+    # overlap harmlessly (rows are taken FOR UPDATE SKIP LOCKED); new logins are refused
+    # at a grant's end even when no run happens (VALID UNTIL).
+    expiry = {
+      name     = "expire"
+      identity = "expiry"
+      schedule = "* * * * *"
+      timeout  = 120
+      retries  = 0
+      command  = ["/bin/sh", "-c", "${local.entra_login}exec dbaccess access expire"]
+      env = {
+        DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["expiry"].name}"
+      }
     }
     # Hourly: anchor the audit chain's head in the immutable blob, then check the whole
     # chain against every anchor (exit 5 and "audit chain broken" when it does not hold).

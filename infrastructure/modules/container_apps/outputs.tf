@@ -77,3 +77,23 @@ output "api_id" {
   description = "Resource id of the API container app (metric alerts)."
   value       = azurerm_container_app.api.id
 }
+
+output "expiry_job_name" {
+  description = "Name of the job running `dbaccess access expire` every minute."
+  value       = azurerm_container_app_job.this["expiry"].name
+}
+
+output "expiry_identity_name" {
+  description = "Name of the expiry job's identity: its PostgreSQL login, a person of the access workflow (rates_people)."
+  value       = azurerm_user_assigned_identity.workload["expiry"].name
+}
+
+output "drill_job_name" {
+  description = "Name of the weekly restore-drill job."
+  value       = azurerm_container_app_job.drill.name
+}
+
+output "drill_identity_name" {
+  description = "Name of the restore drill's identity: its PostgreSQL login (DRILL_LOGIN)."
+  value       = azurerm_user_assigned_identity.workload["drill"].name
+}

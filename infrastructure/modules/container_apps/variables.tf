@@ -93,3 +93,27 @@ variable "api_edge_env" {
   type        = map(string)
   default     = {}
 }
+
+variable "azure_cli_image" {
+  description = "The official Azure CLI image, by digest: the restore drill's restore-and-delete container."
+  type        = string
+  validation {
+    condition     = can(regex("^mcr\\.microsoft\\.com/azure-cli(:[^@]+)?@sha256:[0-9a-f]{64}$", var.azure_cli_image))
+    error_message = "azure_cli_image must be mcr.microsoft.com/azure-cli pinned by digest (@sha256:...)."
+  }
+}
+
+variable "postgres_server_name" {
+  description = "Name of the live PostgreSQL Flexible Server (the restore drill's source)."
+  type        = string
+}
+
+variable "postgres_subnet_id" {
+  description = "Delegated subnet of PostgreSQL, which the drill's restored server joins."
+  type        = string
+}
+
+variable "postgres_dns_zone_id" {
+  description = "Private DNS zone of PostgreSQL, which the drill's restored server joins."
+  type        = string
+}

@@ -184,6 +184,7 @@ locals {
     platform-cdn      = { priority = 150, destination = "AzureFrontDoor.FirstParty", port = "443" }
     monitoring        = { priority = 160, destination = "AzureMonitor", port = "443" }
     entra-id          = { priority = 170, destination = "AzureActiveDirectory", port = "443" }
+    resource-manager  = { priority = 180, destination = "AzureResourceManager", port = "443" } # the restore drill's az calls
   }
 }
 
