@@ -696,6 +696,10 @@ def check_readme_deploy(root: Path = ROOT) -> list[str]:
     jobs = {
         job["name"]
         for job in _locals(infra / "modules" / "container_apps" / "main.tf")["all_jobs"].values()
+    } | {
+        str(body.get("name", "")).removeprefix("caj-${var.name}-")
+        for _, kind, _, body in resources(infra)
+        if kind == "azurerm_container_app_job"
     }
     for job in sorted(
         set(re.findall(r"caj-rates-<env>-(\w+)|-(access|sample|migrate)\b", section))

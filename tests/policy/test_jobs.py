@@ -6,16 +6,20 @@ commands, through `sh` with stand-in `az` and `python`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import textwrap
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from rates_platform.access import cli as access_cli
 from tests.policy import policy
 from tests.policy.test_delivery import edit
 
@@ -382,3 +386,92 @@ def test_a_restore_that_outlasts_the_wait_gives_up_and_deletes(tmp_path: Path) -
     assert restore == 2  # it finds the comparison's verdict once its restore is done
     assert not any(c.startswith("python") for c in calls)
     assert _deleted(calls)
+
+
+# --- the access job's command, as Terraform writes it, against a stand-in dbaccess ----
+
+
+def _people_listing(removed: bool) -> str:
+    """`dbaccess users list` as the real CLI prints the expiry job's person."""
+    buffer = io.StringIO()
+    row = {
+        "name": "job_expiry_rates_dev",
+        "approver": False,
+        "groups": [],
+        "entra": True,
+        "added_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "removed_at": datetime(2026, 11, 2, tzinfo=UTC) if removed else None,
+    }
+    with contextlib.redirect_stdout(buffer):
+        access_cli._print_rows(
+            [row], False, ("name", "approver", "groups", "entra", "added_at", "removed_at")
+        )
+    return buffer.getvalue()
+
+
+def run_access_job(tmp_path: Path, listing: str, fail: str = "") -> tuple[int, list[str]]:
+    apps = policy._apps_locals(policy.INFRA)
+    names = {
+        '${azurerm_user_assigned_identity.workload["audit"].name}': "id-rates-dev-audit",
+        '${azurerm_user_assigned_identity.workload["drill"].name}': "id-rates-dev-drill",
+        "${local.expiry_person}": "job_expiry_rates_dev",
+    }
+    joined = str(apps["access_bootstrap"])
+    inner = joined.removeprefix('${join(" && ", ["').removesuffix('"])}')
+    command = " && ".join(inner.split('", "'))
+    for reference, name in names.items():
+        command = command.replace(reference, name)
+    (tmp_path / "listing").write_text(listing)
+    fake = tmp_path / "dbaccess"
+    fake.write_text(
+        '#!/bin/sh\necho "dbaccess $*" >> "$CALLS"\n'
+        '[ "$*" = "users list" ] && cat "$LISTING"\n'
+        '[ "$*" = "$FAIL" ] && exit 4\nexit 0\n'
+    )
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.touch()
+    result = subprocess.run(
+        ["/bin/sh", "-c", command],
+        env={
+            "PATH": f"{tmp_path}:{os.environ['PATH']}",
+            "CALLS": str(calls),
+            "LISTING": str(tmp_path / "listing"),
+            "FAIL": fail,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, calls.read_text().splitlines()
+
+
+def test_the_access_job_makes_every_job_login_once(tmp_path: Path) -> None:
+    code, calls = run_access_job(tmp_path, "")
+    assert code == 0
+    assert calls == [
+        "dbaccess bootstrap",
+        "dbaccess audit grant-auditor id-rates-dev-audit",
+        "dbaccess audit grant-auditor id-rates-dev-drill",
+        "dbaccess users list",
+        "dbaccess users add job_expiry_rates_dev --entra",
+    ]
+
+
+def test_a_second_deploy_does_not_add_the_person_again(tmp_path: Path) -> None:
+    code, calls = run_access_job(tmp_path, _people_listing(removed=False))
+    assert code == 0
+    assert calls[-1] == "dbaccess users list"  # already a person: `users add` would refuse
+
+
+def test_a_removed_person_is_added_back(tmp_path: Path) -> None:
+    code, calls = run_access_job(tmp_path, _people_listing(removed=True))
+    assert code == 0
+    assert calls[-1] == "dbaccess users add job_expiry_rates_dev --entra"
+
+
+def test_a_failed_bootstrap_stops_the_access_job(tmp_path: Path) -> None:
+    code, calls = run_access_job(tmp_path, "", fail="bootstrap")
+    assert code == 4
+    assert calls == ["dbaccess bootstrap"]
