@@ -60,6 +60,20 @@ ALERTS = "infrastructure/modules/alerts/main.tf"
 CI = ".github/workflows/ci.yml"
 # (file under the copy, old, new, check, expected fragment of a problem)
 BREACHES: list[tuple[str, str, str, Check, str]] = [
+    (
+        DRILL,
+        'resource "azurerm_container_app_job" "drill" {',
+        'resource "azurerm_container_app_job" "weekly" {',
+        policy.check_restore_drill,
+        "no restore-drill job",
+    ),
+    (
+        APPS,
+        "    expiry = {",
+        "    expiry_later = {",
+        policy.check_access_expiry,
+        "no access-expiry job",
+    ),
     (DRILL, '"23 4 * * 1"', '"23 4 * * *"', policy.check_restore_drill, "is not weekly"),
     (
         DRILL,
