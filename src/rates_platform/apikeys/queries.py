@@ -9,11 +9,14 @@ import psycopg
 
 from rates_platform.apikeys.domain import NewKey, StoredKey
 
-_COLUMNS = "id, prefix, key_hash, scopes, rate_limit, expires_at, revoked_at"
+_BY_PREFIX = (
+    "SELECT id, prefix, key_hash, scopes, rate_limit, expires_at, revoked_at"
+    " FROM api_keys WHERE prefix = %s"
+)
 
 
 def by_prefix(conn: psycopg.Connection[Any], prefix: str) -> StoredKey | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE prefix = %s", (prefix,)).fetchone()  # noqa: S608 - constant column list
+    row = conn.execute(_BY_PREFIX, (prefix,)).fetchone()
     if row is None:
         return None
     return StoredKey(row[0], row[1], bytes(row[2]), tuple(row[3]), row[4], row[5], row[6])
@@ -33,7 +36,8 @@ def insert(
         " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (key.prefix, key.key_hash, name, scopes, rate_limit, expires_at),
     ).fetchone()
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING returns its row
+    if row is None:  # INSERT ... RETURNING always returns its row
+        raise RuntimeError("INSERT INTO api_keys returned no row")
     return int(row[0])
 
 

@@ -101,7 +101,8 @@ class ApiKeyAuthenticator:
 
 
 def _fetch_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=JWKS_FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - settings allow https (or loopback http) only
+    # Settings allow https (or http to loopback) only.
+    with urllib.request.urlopen(url, timeout=JWKS_FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 # nosec B310
         return json.load(response)
 
 

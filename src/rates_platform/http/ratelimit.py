@@ -67,6 +67,21 @@ def instance_directory() -> Path:
     return Path(path)
 
 
+# A new row's count is what it asked for (excluded.count). In SET, every CASE reads the
+# row's old values, so they agree on "expired" and on the old count. ?1 is now.
+_UPSERT_HEAD = "INSERT INTO counters (key, count, expires_at, quota, granted) VALUES"
+_UPSERT_TAIL = (
+    "ON CONFLICT (key) DO UPDATE SET"
+    " granted = CASE WHEN expires_at <= ?1 THEN excluded.count"
+    " ELSE max(0, min(excluded.count, excluded.quota - count)) END,"
+    " count = CASE WHEN expires_at <= ?1 THEN excluded.count"
+    " ELSE count + max(0, min(excluded.count, excluded.quota - count)) END,"
+    " expires_at = CASE WHEN expires_at <= ?1 THEN excluded.expires_at ELSE expires_at END,"
+    " quota = excluded.quota"
+    " RETURNING key, granted, count, expires_at"
+)
+
+
 class SharedFileStorage(Storage):
     """A limits Storage over one SQLite file, safe across processes and threads."""
 
@@ -123,22 +138,13 @@ class SharedFileStorage(Storage):
         if now - self._purged_at >= PURGE_INTERVAL_SECONDS:
             self._purged_at = now
             conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
-        # A new row's count is what it asked for (excluded.count). In SET, every CASE
-        # reads the row's old values, so they agree on "expired" and on the old count.
-        grant = "max(0, min(excluded.count, excluded.quota - count))"
+        # One "(?a, ?b, ?c, ?d, ?b)" group per ask: only placeholders, every value bound.
+        groups = ", ".join(
+            "(?{0}, ?{1}, ?{2}, ?{3}, ?{1})".format(*(2 + 4 * i + j for j in range(4)))
+            for i in range(len(asks))
+        )
         return conn.execute(
-            "INSERT INTO counters (key, count, expires_at, quota, granted) VALUES "  # noqa: S608 - placeholders only
-            + ", ".join(
-                "(?{0}, ?{1}, ?{2}, ?{3}, ?{1})".format(*(2 + 4 * i + j for j in range(4)))
-                for i in range(len(asks))
-            )
-            + " ON CONFLICT (key) DO UPDATE SET"
-            f" granted = CASE WHEN expires_at <= ?1 THEN excluded.count ELSE {grant} END,"
-            f" count = CASE WHEN expires_at <= ?1 THEN excluded.count ELSE count + {grant} END,"
-            " expires_at = CASE WHEN expires_at <= ?1 THEN excluded.expires_at"
-            " ELSE expires_at END,"
-            " quota = excluded.quota"
-            " RETURNING key, granted, count, expires_at",
+            " ".join((_UPSERT_HEAD, groups, _UPSERT_TAIL)),
             [
                 now,
                 *(
@@ -316,7 +322,8 @@ class RateLimiter:
                 retry_after = max(retry_after, reset)
             if tightest is None or remaining < tightest[0]:
                 tightest = (remaining, reset, name)
-        assert tightest is not None  # noqa: S101 - parse_many never returns an empty list
+        if tightest is None:  # parse_many never returns an empty list
+            raise ValueError("a rate limit policy without limits")
         remaining, reset, name = tightest
         headers = {
             "RateLimit-Policy": policy.header,
