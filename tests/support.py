@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -198,3 +200,32 @@ class ApiServer:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+
+
+class Load:
+    """Keep-alive clients asking ``path`` until stopped; outcomes counted by status
+    (or exception name), so a test can assert that not one request failed."""
+
+    def __init__(self, base: str, path: str, clients: int) -> None:
+        self.base, self.path, self.results = base, path, Counter[str]()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._client) for _ in range(clients)]
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            while not self.stopping.is_set():
+                try:
+                    status = session.get(self.base + self.path, timeout=10).status_code
+                    self.results[str(status)] += 1
+                except requests.RequestException as exc:
+                    self.results[type(exc).__name__] += 1
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(30)

@@ -9,9 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 
 from rates_platform.dbaccess.secrets import new_password
 from tests.integration.access_support import (
@@ -28,7 +25,7 @@ from tests.integration.access_support import (
     access_server,
     prepare_access_db,
 )
-from tests.support import ApiServer
+from tests.support import ApiServer, Load
 
 pytestmark = pytest.mark.e2e
 RATES = "/rates?date_from=2021-01-01&date_to=2021-01-31&orig_code=china_main&dest_code=EETLL"
@@ -72,33 +69,6 @@ def person_cli(adb: AccessDb, tmp: Path, name: str, password: str, notify: Path)
     return Cli(env)
 
 
-class Load:
-    """A few keep-alive clients against the API until stopped; outcomes counted."""
-
-    def __init__(self, base: str, clients: int = 4) -> None:
-        self.base, self.results = base, Counter[str]()
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._client) for _ in range(clients)]
-
-    def _client(self) -> None:
-        with requests.Session() as session:
-            while not self.stopping.is_set():
-                try:
-                    self.results[str(session.get(self.base + RATES, timeout=10).status_code)] += 1
-                except requests.RequestException as exc:
-                    self.results[type(exc).__name__] += 1
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(30)
-
-
 @pytest.fixture
 def adb() -> Iterator[AccessDb]:
     with access_server(18) as server:
@@ -115,7 +85,7 @@ def test_three_people_through_the_whole_cycle_while_the_api_serves(
     )
     api = ApiServer(adb.db.app)
     try:
-        with Load(api.base) as load:
+        with Load(api.base, RATES, clients=4) as load:
             started = datetime.now(UTC) - timedelta(seconds=1)
             assert "+ rates_operator" in admin.run("policy", "apply", "--file", str(POLICY_FILE))
             assert admin.run("policy", "apply", "--file", str(POLICY_FILE)).strip() == "no change"

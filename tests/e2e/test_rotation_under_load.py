@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 from psycopg.conninfo import make_conninfo
 
 from rates_platform.dbaccess import audit
@@ -22,7 +20,7 @@ from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
 from rates_platform.dbaccess.secrets import LocalFileStore
 from rates_platform.devdb import EmbeddedPostgres
-from tests.support import ApiServer, PreparedDatabase, prepare_database, start_server
+from tests.support import ApiServer, Load, PreparedDatabase, prepare_database, start_server
 
 pytestmark = pytest.mark.e2e
 RATES = "/rates?date_from=2021-01-01&date_to=2021-01-31&orig_code=china_main&dest_code=EETLL"
@@ -30,34 +28,6 @@ CLIENTS = 16
 # Above the API pool's connection lifetime (1 s) plus its credential cache (0.2 s), as
 # production must be; each rotation waits for the previous one's grace to end.
 GRACE_SECONDS = 2
-
-
-class Load:
-    """CLIENTS threads, each on its own keep-alive session, until stopped."""
-
-    def __init__(self, base: str) -> None:
-        self.base, self.results = base, Counter[str]()
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._client) for _ in range(CLIENTS)]
-
-    def _client(self) -> None:
-        with requests.Session() as session:
-            while not self.stopping.is_set():
-                try:
-                    status = session.get(self.base + RATES, timeout=10).status_code
-                    self.results[str(status)] += 1
-                except requests.RequestException as exc:
-                    self.results[type(exc).__name__] += 1
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(30)
 
 
 @pytest.fixture
@@ -108,7 +78,7 @@ def test_twenty_rotations_under_sixteen_clients_fail_no_request(served) -> None:
     api = start_api(db, store)
     seen: set[str] = set()
     try:
-        with Load(api.base) as load:
+        with Load(api.base, RATES, clients=CLIENTS) as load:
             time.sleep(1)
             for _ in range(20):
                 assert rotator.run(force=True) == "rotated"
@@ -152,7 +122,7 @@ def test_crashes_at_every_step_are_resumed_while_the_api_serves(served) -> None:
     _server, db, store, rotator = served
     api = start_api(db, store)
     try:
-        with Load(api.base) as load:
+        with Load(api.base, RATES, clients=CLIENTS) as load:
             for step in ("create", "set", "test", "finish"):
                 before = rotator.status().active_slot
                 crashed = subprocess.run(
