@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
@@ -113,6 +113,11 @@ def build_server(settings: Settings) -> MPServer:
         "rates_platform.app:create_app",
         factory=True,
         interface=Interfaces.WSGI,
+        # HTTP/1.1 only: in "auto" mode granian waits for a connection's first bytes
+        # (to tell HTTP/2 from 1.1) with no timeout, so connections that send nothing
+        # were never closed and held their permits; 2,100 of them took the API down.
+        # The ingress speaks HTTP/1.1 to the app.
+        http=HTTPModes.http1,
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
