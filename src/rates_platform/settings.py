@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from limits import parse_many
 from psycopg.conninfo import make_conninfo
+
+from rates_platform.apikeys.domain import check_limits
 
 T = TypeVar("T")
 
@@ -132,10 +133,11 @@ def _rate_limit(env: Mapping[str, str], name: str = "RATE_LIMIT") -> str:
     spec = (env.get(name) or "").strip()
     if spec:
         try:
-            parse_many(spec)
+            check_limits(spec)
         except ValueError:
             raise SettingsError(
                 f"{name}={spec!r} is not valid: expected limits like 100/second;3000/minute"
+                " (quotas from 1 to 10^9, windows up to a year)"
             ) from None
     return spec
 

@@ -48,6 +48,8 @@ def test_malformed_keys_have_no_prefix(junk: str) -> None:
         ("p", [], None, None, "--scopes"),
         ("p", ["rates read"], None, None, "--scopes"),
         ("p", ["rates:read"], "lots", None, "--rate-limit"),
+        ("p", ["rates:read"], "99999999999999999999/second", None, "--rate-limit"),
+        ("p", ["rates:read"], "0/second", None, "--rate-limit"),
         ("p", ["rates:read"], None, 0, "--expires-in-days"),
     ],
 )

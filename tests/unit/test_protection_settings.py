@@ -39,6 +39,10 @@ def test_limits_proxies_and_metrics_port() -> None:
     ("env", "variable"),
     [
         ({"RATE_LIMIT": "lots"}, "RATE_LIMIT="),
+        # parsed by limits, but SQLite cannot count past 2**63: every request was a 500
+        ({"RATE_LIMIT": "99999999999999999999/second"}, "RATE_LIMIT="),
+        ({"RATE_LIMIT": "100/second;0/minute"}, "RATE_LIMIT="),
+        ({"RATE_LIMIT": "1/99999999999999999999 second"}, "RATE_LIMIT="),
         ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES="),
         ({"AUTH_MODE": "magic"}, "AUTH_MODE="),
         ({"AUTH_MODE": "entra", "ENTRA_AUDIENCE": "api://x"}, "ENTRA_ISSUER"),

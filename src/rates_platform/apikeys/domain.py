@@ -24,6 +24,20 @@ KEY_PATTERN = re.compile(r"rk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})")
 PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 SCOPE_PATTERN = re.compile(r"[a-z][a-z0-9]*:[a-z][a-z0-9]*")
 MAX_NAME_LENGTH = 100
+# Bounds of one limit: a quota of 0 would refuse everyone (AUTH_MODE does that), and
+# the counters are SQLite integers (below 2**63) and window ends in seconds.
+MAX_LIMIT_AMOUNT = 10**9
+MAX_LIMIT_WINDOW_SECONDS = 366 * 86400
+
+
+def check_limits(spec: str) -> None:
+    """Raise ValueError unless ``spec`` is limits like 100/second;3000/minute, each
+    with a quota from 1 to MAX_LIMIT_AMOUNT and a window of at most a year."""
+    for item in parse_many(spec):
+        if not 1 <= item.amount <= MAX_LIMIT_AMOUNT:
+            raise ValueError(spec)
+        if not 1 <= item.get_expiry() <= MAX_LIMIT_WINDOW_SECONDS:
+            raise ValueError(spec)
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,9 @@ def check_new(name: str, scopes: list[str], rate_limit: str | None, days: int | 
         raise InvalidKeyRequest("--expires-in-days must be from 1 to 3660")
     if rate_limit is not None:
         try:
-            parse_many(rate_limit)
+            check_limits(rate_limit)
         except ValueError:
-            raise InvalidKeyRequest("--rate-limit must be like 100/second;3000/minute") from None
+            raise InvalidKeyRequest(
+                "--rate-limit must be like 100/second;3000/minute (quotas from 1 to 10^9,"
+                " windows up to a year)"
+            ) from None
