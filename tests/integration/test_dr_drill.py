@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rates_platform.drdrill import (
+    DRILL_ROLE,
+    FAILED,
     INCONCLUSIVE,
     PASSED,
     QUERIES,
@@ -22,6 +25,7 @@ from rates_platform.drdrill import (
     main,
     prepare,
     restore,
+    same_answer,
 )
 
 
@@ -64,6 +68,33 @@ def test_point_in_time_restore_is_whole_and_a_later_one_is_caught(workdir: Path)
         assert code == INCONCLUSIVE, report_.lines
         report_, code = compare(latest, latest, datetime.now(UTC))
         assert code == PASSED, report_.lines
+
+        # The checks ran as the drill's own login: rates_dr_drill, not the workflow's
+        # rates_reader (which the expiry job would revoke in Azure).
+        with psycopg.connect(at_target) as conn:
+            roles = conn.execute(
+                "SELECT pg_has_role(%s, 'USAGE'), pg_has_role('rates_reader', 'USAGE')",
+                (DRILL_ROLE,),
+            ).fetchone()
+        assert roles == (True, False)
+
+        # A login that cannot read the rates (acting as rates_auditor only, as the
+        # drill's login did before 0011) gets the same error from both servers: the
+        # answers are equal, yet the comparison must fail, not pass. (A role may set its
+        # own defaults; the app's connections then start as rates_auditor.)
+        with psycopg.connect(latest, autocommit=True) as conn:
+            conn.execute("ALTER ROLE CURRENT_USER SET role = 'rates_auditor'")
+        report_, code = compare(latest, latest, datetime.now(UTC))
+        assert code == FAILED, report_.lines
+        failed = [line for line in report_.lines if line.startswith("FAIL")]
+        assert len(failed) == len(QUERIES) and all("(status 5" in line for line in failed)
+
+
+def test_only_equal_200_answers_match() -> None:
+    assert same_answer((200, {"rates": []}), (200, {"rates": []}))
+    assert not same_answer((200, {"rates": []}), (200, {"rates": [1]}))
+    assert not same_answer((500, {"title": "x"}), (500, {"title": "x"}))
+    assert not same_answer((400, None), (400, None))
 
 
 def test_compare_refuses_a_target_time_without_an_offset() -> None:

@@ -945,7 +945,7 @@ def check_restore_drill(root: Path = INFRA) -> list[str]:
     if not DIGEST_PINNED.match(cli):
         problems.append(f"drill: the Azure CLI image {cli!r} is not pinned by digest")
     problems += _drill_rights(root, own)
-    if 'grant-auditor ${azurerm_user_assigned_identity.workload["drill"].name}' not in str(
+    if 'grant-drill ${azurerm_user_assigned_identity.workload["drill"].name}' not in str(
         apps.get("access_bootstrap")
     ):
         problems.append("drill: the access job never makes the drill's PostgreSQL login")

@@ -128,8 +128,8 @@ BREACHES: list[tuple[str, str, str, Check, str]] = [
     ),
     (
         APPS,
-        'grant-auditor ${azurerm_user_assigned_identity.workload["drill"].name}',
-        "grant-auditor nobody",
+        'grant-drill ${azurerm_user_assigned_identity.workload["drill"].name}',
+        "grant-drill nobody",
         policy.check_restore_drill,
         "never makes the drill's PostgreSQL login",
     ),
@@ -467,7 +467,7 @@ def test_the_access_job_makes_every_job_login_once(tmp_path: Path) -> None:
     assert calls == [
         "dbaccess bootstrap",
         "dbaccess audit grant-auditor id-rates-dev-audit",
-        "dbaccess audit grant-auditor id-rates-dev-drill",
+        "dbaccess audit grant-drill id-rates-dev-drill",
         "dbaccess users list",
         "dbaccess users add job_expiry_rates_dev --entra",
     ]

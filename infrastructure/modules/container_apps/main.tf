@@ -28,7 +28,7 @@ resource "azurerm_container_app_environment" "this" {
 # expiry runs `dbaccess access expire` every minute as a person of the access workflow
 # (rates_people: EXECUTE on the workflow functions, nothing else); person names must
 # match [a-z][a-z0-9_]*, so its name has no hyphens. drill runs the weekly restore drill
-# (drill.tf): rates_auditor in PostgreSQL, and its two custom roles in Azure.
+# (drill.tf): rates_dr_drill in PostgreSQL, and its two custom roles in Azure.
 resource "azurerm_user_assigned_identity" "workload" {
   for_each            = toset(["api", "rotation", "migration", "audit", "expiry", "drill"])
   name                = each.key == "expiry" ? "job_expiry_${replace(var.name, "-", "_")}" : "id-${var.name}-${each.key}"
@@ -69,16 +69,16 @@ locals {
   admin_env = {
     DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["migration"].name}"
   }
-  # The access job, after the rotator's and the API's logins: the audit job's and the
-  # restore drill's identities become Entra ID logins in rates_auditor (the drill also
-  # needs rates_reader, which no command can grant yet: README, Disaster recovery), and
-  # the expiry job's identity becomes a person of the workflow, once (`users add` refuses
-  # an existing person).
+  # The access job, after the rotator's and the API's logins: the audit job's identity
+  # becomes an Entra ID login in rates_auditor, the restore drill's one in rates_dr_drill
+  # (migration 0011: the rates and audit tables, read only; no policy role, so the expiry
+  # job leaves it alone), and the expiry job's identity becomes a person of the workflow,
+  # once (`users add` refuses an existing person).
   expiry_person = azurerm_user_assigned_identity.workload["expiry"].name
   access_bootstrap = join(" && ", [
     "dbaccess bootstrap",
     "dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["audit"].name}",
-    "dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["drill"].name}",
+    "dbaccess audit grant-drill ${azurerm_user_assigned_identity.workload["drill"].name}",
     "{ dbaccess users list | grep -q '^name=${local.expiry_person}  .*removed_at=-$' || dbaccess users add ${local.expiry_person} --entra; }",
   ])
   rotation_env = {

@@ -47,6 +47,8 @@ class Event(StrEnum):
     # API keys (migration 0010): written by the administrator as rates_owner.
     APIKEY_CREATE = "apikey.create"
     APIKEY_REVOKE = "apikey.revoke"
+    # The restore drill's read-only role (migration 0011): written as rates_owner.
+    DRILL_GRANT = "drill.grant"
 
 
 def record(
@@ -121,14 +123,26 @@ def tail(conn: psycopg.Connection[Any], after_id: int = 0) -> Iterator[str]:
 
 
 AUDITOR_GROUP = "rates_auditor"
+DRILL_GROUP = "rates_dr_drill"
 
 
 def grant_auditor(conn: psycopg.Connection[Any], principal: str) -> None:
     """Make ``principal`` a login of the read-only group that anchors and verifies.
+    Idempotent; audited as a role change."""
+    _grant_group(conn, principal, AUDITOR_GROUP, Event.ROLE_CHANGE)
 
-    In Azure the principal is a managed identity: created as an Entra ID principal
+
+def grant_drill(conn: psycopg.Connection[Any], principal: str) -> None:
+    """Make ``principal`` a login of the restore drill's role: reads the rates and the
+    audit tables, writes nothing, and is no policy role, so the access expiry job leaves
+    it alone. Idempotent; audited as ``drill.grant``."""
+    _grant_group(conn, principal, DRILL_GROUP, Event.DRILL_GRANT)
+
+
+def _grant_group(conn: psycopg.Connection[Any], principal: str, group: str, event: Event) -> None:
+    """In Azure the principal is a managed identity: created as an Entra ID principal
     (pgaadauth_create_principal, which only an Entra ID administrator may call); on other
-    servers the login must exist already. Idempotent; audited as a role change."""
+    servers the login must exist already."""
     with conn.transaction():
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (principal,))
         if exists.fetchone() is None:
@@ -139,8 +153,6 @@ def grant_auditor(conn: psycopg.Connection[Any], principal: str) -> None:
                 raise ValueError(f"no role {principal!r} (and no Entra ID principals here)")
             conn.execute("SELECT pgaadauth_create_principal(%s, false, false)", (principal,))
         conn.execute(
-            sql.SQL("GRANT {} TO {}").format(
-                sql.Identifier(AUDITOR_GROUP), sql.Identifier(principal)
-            )
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(principal))
         )
-        record(conn, Event.ROLE_CHANGE, principal, details={"granted": AUDITOR_GROUP})
+        record(conn, event, principal, details={"granted": group})

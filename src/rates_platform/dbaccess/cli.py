@@ -259,6 +259,13 @@ def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 raise SettingsError(str(exc)) from None
             print(f"dbaccess: {args.principal} may anchor and verify the audit trail")
             return 0
+        if args.audit_command == "grant-drill":
+            try:
+                audit.grant_drill(conn, args.principal)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
+            print(f"dbaccess: {args.principal} may read the rates and the audit trail (drill)")
+            return 0
         for line in audit.tail(conn, args.after):
             print(line)
     return 0
@@ -313,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rates_auditor (DATABASE_URL: an administrator)",
     )
     grant.add_argument("principal", help="the login's role name")
+    drill = audit_commands.add_parser(
+        "grant-drill",
+        help="make a login (in Azure: an Entra ID principal, created) a member of "
+        "rates_dr_drill, the restore drill's read-only role (DATABASE_URL: an administrator)",
+    )
+    drill.add_argument("principal", help="the login's role name")
     tail = audit_commands.add_parser("tail", help="events as JSON lines")
     tail.add_argument("--after", type=int, default=0, help="only events after this id")
     access_handlers = access_cli.register(commands)  # users, policy, access
