@@ -315,8 +315,8 @@ def test_the_rotate_command_exports_metrics_and_exit_codes(
     assert "dbaccess_credential_age_seconds" in text and "dbaccess_rotation_stuck 0.0" in text
     assert dbaccess_main(["rotate", "--if-due"]) == 0
     assert "not due" in capsys.readouterr().out
-    with psycopg.connect(rotator.conninfo, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (ROTATION_LOCK,))
+    with psycopg.connect(rotator.conninfo) as holder:
+        holder.execute(ROTATION_LOCK)
         assert dbaccess_main(["rotate", "--now", "--metrics-file", str(metrics)]) == 3
     assert "another rotation is running" in capsys.readouterr().err
     assert 'outcome="busy"' in metrics.read_text()

@@ -18,7 +18,7 @@ from yoyo import get_backend, read_migrations
 from rates_platform import schema
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.roles import scram_verifier
-from rates_platform.dbaccess.rotation import RotationPolicy, Rotator
+from rates_platform.dbaccess.rotation import ROTATION_LOCK, RotationPolicy, Rotator
 from rates_platform.dbaccess.secrets import CURRENT, PREVIOUS, LocalFileStore, with_stage
 from rates_platform.devdb import EmbeddedPostgres
 from tests.support import SAMPLE, PreparedDatabase, prepare_database, start_server
@@ -238,3 +238,48 @@ def test_a_database_a_superuser_migrated_to_0007_upgrades_in_place(
     assert current is not None
     with psycopg.connect(make_conninfo(server, **current.login())) as conn:
         assert conn.execute("SELECT count(*) FROM prices").fetchone() == (56689,)
+
+
+def test_no_other_login_can_stall_rotation_by_holding_its_lock(
+    db: PreparedDatabase, rotator: Rotator
+) -> None:
+    """Any login may take any advisory lock: the API's leaked login used to hold the
+    rotation's forever ("another rotation is running", exit 3), so it was never evicted."""
+    with psycopg.connect(db.app, autocommit=True) as app:
+        app.execute("SELECT pg_advisory_lock(%s)", (0x5241_5445_524F_54,))  # the old key
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), app.transaction():
+            app.execute(ROTATION_LOCK)
+        assert rotator.run(force=True) == "rotated"
+
+
+def test_a_malformed_verifier_is_refused_not_taken_as_a_plaintext_password(
+    db: PreparedDatabase, rotator: Rotator
+) -> None:
+    """PostgreSQL takes anything it cannot parse as a SCRAM secret for a plaintext
+    password (hashing it), which then sits in the server's statement log."""
+    soon = datetime.now(UTC) + timedelta(days=1)
+    key = "A" * 43 + "="
+    for malformed in (
+        "SCRAM-SHA-256$4096:abc=$x:y",  # keys too short
+        f"SCRAM-SHA-256$99999999999999999999:AAAA${key}:{key}",  # iterations overflow
+        f"SCRAM-SHA-256$4096:A=AA${key}:{key}",  # salt not base64
+        f"SCRAM-SHA-256$0:AAAA${key}:{key}",  # no iterations
+    ):
+        for call, params in (
+            ("SELECT credentials.set_password('rates_app_b', %s, %s, 'v')", (malformed, soon)),
+            ("SELECT credentials.set_rotator_password(%s, %s)", (malformed, soon)),
+        ):
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                _call(rotator.conninfo, call, *params)
+    with psycopg.connect(db.admin) as conn:
+        assert conn.execute(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'rates_app_b'"
+        ).fetchone() == (False,)
+    with psycopg.connect(rotator.conninfo, autocommit=True) as conn:  # a real one still works
+        verifier = scram_verifier(conn, "rates_app_b", "a password")
+    _call(
+        rotator.conninfo,
+        "SELECT credentials.set_password('rates_app_b', %s, %s, 'v')",
+        verifier,
+        soon,
+    )

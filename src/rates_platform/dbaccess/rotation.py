@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,8 +49,10 @@ from rates_platform.dbaccess.secrets import (
 
 log = logging.getLogger(__name__)
 
-# pg_try_advisory_lock key: one rotation at a time per database, whatever the host.
-ROTATION_LOCK = 0x5241_5445_524F_54  # "RATEROT"
+# One rotation at a time per database, whatever the host: a table only the rotator may
+# lock (migration 0012). Not an advisory lock: any login may take any of those, so the
+# API's leaked login could hold it and stall every rotation.
+ROTATION_LOCK = "LOCK TABLE credentials.rotation_lock IN EXCLUSIVE MODE NOWAIT"
 ROTATOR_ROLE = "rates_rotator"
 # A retirement ends the slot's sessions and checks that none remain, this many times.
 RETIRE_ATTEMPTS = 5
@@ -190,28 +193,37 @@ class Rotator:
 
         Returns what was done; raises RotationBusy if another run holds the lock.
         """
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROTATION_LOCK,)).fetchone()
-            if locked != (True,):
-                raise RotationBusy("another rotation is running; nothing was changed")
+        with self._exclusive(), psycopg.connect(self.conninfo, autocommit=True) as conn:
+            self._settle_labels()
+            retired = self._retire_expired(conn)
+            retired |= self._retire_untracked(conn)
+            pending, current = self._stage(PENDING), self._stage(CURRENT)
+            broken = current is not None and not logs_in(
+                login_conninfo(self.conninfo, current.login())
+            )
+            if force or broken or pending or self.due():
+                self._rotate(conn, pending)
+                done = "rotated"
+            else:
+                done = "retired an expired slot; rotation not due" if retired else "not due"
+            if self.own_login and self.rotate_own_login(conn, self.own_login):
+                done += "; rotated its own login"
+            return done
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the rotation lock for the run: a transaction on a connection of its own,
+        exempt from the rotator's idle-in-transaction timeout, which a crash ends too."""
+        with psycopg.connect(self.conninfo) as lock:
+            lock.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             try:
-                self._settle_labels()
-                retired = self._retire_expired(conn)
-                retired |= self._retire_untracked(conn)
-                pending, current = self._stage(PENDING), self._stage(CURRENT)
-                broken = current is not None and not logs_in(
-                    login_conninfo(self.conninfo, current.login())
-                )
-                if force or broken or pending or self.due():
-                    self._rotate(conn, pending)
-                    done = "rotated"
-                else:
-                    done = "retired an expired slot; rotation not due" if retired else "not due"
-                if self.own_login and self.rotate_own_login(conn, self.own_login):
-                    done += "; rotated its own login"
-                return done
+                lock.execute(ROTATION_LOCK)
+            except psycopg.errors.LockNotAvailable:
+                raise RotationBusy("another rotation is running; nothing was changed") from None
+            try:
+                yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (ROTATION_LOCK,))
+                lock.rollback()
 
     def rotate_own_login(self, conn: psycopg.Connection[Any], name: str) -> bool:
         """Give the rotator's own login a new password when it is ``period`` old.
