@@ -47,8 +47,17 @@ def _text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     if isinstance(value, list):
-        return ",".join(map(str, value)) or "-"
-    return "-" if value is None else str(value)
+        return ",".join(map(_printable, value)) or "-"
+    return "-" if value is None else _printable(value)
+
+
+def _printable(value: object) -> str:
+    """Others' text (a reason, a statement) escaped: it must not drive the reader's
+    terminal (escape sequences) or forge lines of its own (newlines, carriage returns)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _describe(row: dict[str, Any], pgpass: Path | None = None) -> str:
@@ -142,7 +151,7 @@ def _access(args: argparse.Namespace, env: Mapping[str, str]) -> int:  # noqa: P
         if not server_log:
             raise SettingsError("give --log-file or ACCESS_SERVER_LOG: PostgreSQL's log file")
         for statement in access.activity(args.id, Path(server_log)):
-            print(f"{statement.at} [{statement.pid}] {statement.text}")
+            print(f"{statement.at} [{statement.pid}] {_printable(statement.text)}")
     else:
         print(domain.render_report(access.requests(since=args.since), args.format), end="")
     failures = access.notification_failures
