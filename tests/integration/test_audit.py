@@ -279,3 +279,20 @@ def test_a_binding_to_a_role_that_does_not_exist_is_skipped(fresh_db: PreparedDa
         pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"may not write api\.stop"),
     ):
         audit.record(conn, Event.API_STOP, "rates-api")
+
+
+def test_no_writer_can_bloat_the_trail_with_huge_rows(fresh_db: PreparedDatabase) -> None:
+    """Every writer chooses its details (a reason, a version, the API's start): a login
+    could append rows of any size, which every `audit verify` then has to read."""
+    with psycopg.connect(fresh_db.admin) as conn:
+        head = conn.execute("SELECT last_id FROM audit.chain_head").fetchone()
+    for details, target in (({"reason": "x" * 70_000}, "rates_app_a"), ({}, "t" * 2000)):
+        with (
+            psycopg.connect(fresh_db.app) as conn,
+            pytest.raises(psycopg.errors.CheckViolation, match="events_bounded"),
+        ):
+            audit.record(conn, Event.API_START, target, details=details)
+    with psycopg.connect(fresh_db.admin) as conn:
+        assert conn.execute("SELECT last_id FROM audit.chain_head").fetchone() == head
+    with psycopg.connect(fresh_db.app) as conn:  # a reasonable row still goes in
+        audit.record(conn, Event.API_START, "rates_app_a", details={"reason": "x" * 4000})
