@@ -5,6 +5,9 @@ default (public, unlimited) path costs nothing more per request."""
 from __future__ import annotations
 
 import hmac
+import logging
+import sqlite3
+import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import Counter
@@ -35,11 +38,28 @@ PROBES = frozenset({"/healthz", "/readyz"})
 # Routes that need a credential (when AUTH_MODE is not public), by endpoint.
 REQUIRED_SCOPES = {"rates.rates": "rates:read"}
 
+_log = logging.getLogger("rates_platform.protection")
+
 LIMITED = Counter(
     "http_requests_limited_total",
     "Requests refused by a rate limit, by who was limited and the window's unit.",
     ["reason"],
 )
+
+
+class _ThrottledWarning:
+    """Logs one warning at most every LOG_INTERVAL_SECONDS per process, not one per request."""
+
+    LOG_INTERVAL_SECONDS = 10.0
+
+    def __init__(self, message: str) -> None:
+        self._message, self._logged_at = message, float("-inf")
+
+    def warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._logged_at >= self.LOG_INTERVAL_SECONDS:  # a benign race at worst
+            self._logged_at = now
+            _log.warning(self._message, extra={"error": type(exc).__name__})
 
 
 def _authenticator(settings: Settings, database: Database) -> Authenticator | None:
@@ -60,6 +80,7 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
         else None
     )
     front_door_id = settings.front_door_id.encode()
+    store_failures = _ThrottledWarning("rate limits not checked: their store failed")
     trusted = settings.trusted_proxies
 
     def guard() -> Response | None:
@@ -86,8 +107,11 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
                     failure.detail,
                     {"WWW-Authenticate": failure.challenge},
                 )
-        if limiter is None:
+        if limiter is None or request.path in PROBES:  # the platform's probes: never a 429
             return None
+        return limit(limiter, principal)
+
+    def limit(limiter: RateLimiter, principal: Principal | None) -> Response | None:
         policy = limiter.policy_for(principal.rate_limit if principal else None)
         if policy is None:
             return None
@@ -97,7 +121,13 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
             peer = request.remote_addr or ""
             forwarded = request.headers.get("X-Forwarded-For")
             identity = "addr:" + client_address(peer, forwarded, trusted)
-        verdict = limiter.hit(identity, policy)
+        try:
+            verdict = limiter.hit(identity, policy)
+        except (sqlite3.Error, OSError) as exc:
+            # Fail open: the limit is defence in depth behind the gateway's, and a
+            # broken counter file must not take the API down with it.
+            store_failures.warn(exc)
+            return None
         g.rate_limit_headers = verdict.headers
         if verdict.allowed:
             return None

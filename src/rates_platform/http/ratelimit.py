@@ -93,11 +93,7 @@ class SharedFileStorage(Storage):
         self._lock_path = directory / LOCK_NAME
         self._local = threading.local()
         self._purged_at = 0.0
-        self._conn().execute(
-            "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, count INTEGER NOT NULL,"
-            " expires_at REAL NOT NULL, quota INTEGER NOT NULL, granted INTEGER NOT NULL)"
-            " WITHOUT ROWID"
-        )
+        self._conn()
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -106,10 +102,17 @@ class SharedFileStorage(Storage):
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            # One connection per thread: sqlite3 connections are not shared.
+            # One connection per thread: sqlite3 connections are not shared. The
+            # directory is made again if something removed it under a running server.
+            os.makedirs(os.path.dirname(self._path), exist_ok=True)
             conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY,"
+                " count INTEGER NOT NULL, expires_at REAL NOT NULL, quota INTEGER NOT NULL,"
+                " granted INTEGER NOT NULL) WITHOUT ROWID"
+            )
             self._local.conn = conn
         return conn
 
