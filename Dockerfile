@@ -39,6 +39,9 @@ RUN test -s "$SSL_CERT_FILE" \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY db/rates.sql ./db/rates.sql
+# The access policy the access job applies (`dbaccess policy apply --file
+# /app/access-policy.toml`, infrastructure/modules/container_apps).
+COPY access-policy.toml ./access-policy.toml
 USER 10001:10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from tests.image import (
     parse,
     start_command,
 )
+from tests.policy import policy
 from tests.support import ROOT, PreparedDatabase, free_port, start_server
 from tests.tls import SYSTEM_BUNDLE, TlsPostgres, bundle_with, running_tls_postgres
 
@@ -175,6 +177,46 @@ def test_the_image_installs_the_locked_app_not_an_editable_copy(image: Installed
     location = Path(result.stdout.strip())
     assert location.is_relative_to(image.venv / "lib"), location  # in site-packages
     assert not list((image.venv / "lib").rglob("__editable__*")), "installed editable"
+
+
+def _access_job_step(prefix: str) -> list[str]:
+    """One step of the access job's command, exactly as the Terraform writes it."""
+    joined = str(policy._apps_locals(policy.INFRA)["access_bootstrap"])
+    inner = joined.removeprefix('${join(" && ", ["').removesuffix('"])}')
+    return shlex.split(next(step for step in inner.split('", "') if step.startswith(prefix)))
+
+
+def test_the_access_job_applies_the_policy_the_image_holds(
+    image: InstalledImage, fresh_db: PreparedDatabase
+) -> None:
+    """The access job's `dbaccess policy apply --file ...` (from the Terraform), run by
+    the installed package as the image's user in its WORKDIR: the file is where the
+    command looks, and the repository's policy reaches the database."""
+    command = [image.map(word) for word in _access_job_step("dbaccess policy apply")]
+    assert (image.workdir / "access-policy.toml").read_bytes() == (
+        ROOT / "access-policy.toml"
+    ).read_bytes()
+
+    def apply() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(image.venv / "bin" / "dbaccess"), *command[1:]],
+            cwd=image.workdir,
+            env={**image.env, "DATABASE_URL": fresh_db.migrator},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            **_identity(image),  # type: ignore[arg-type]
+        )
+
+    first = apply()
+    assert first.returncode == 0, first.stderr
+    assert "rates_operator" in first.stdout
+    with psycopg.connect(fresh_db.admin) as conn:
+        rows = conn.execute("SELECT role_name FROM access.policy ORDER BY 1").fetchall()
+    assert rows == [("rates_operator",), ("rates_reader",)]
+    again = apply()  # each deploy runs it: unchanged, it changes nothing
+    assert (again.returncode, again.stdout.strip()) == (0, "no change"), again.stderr
 
 
 def test_entrypoint_serves_and_the_healthcheck_passes(

@@ -466,6 +466,7 @@ def test_the_access_job_makes_every_job_login_once(tmp_path: Path) -> None:
     assert code == 0
     assert calls == [
         "dbaccess bootstrap",
+        "dbaccess policy apply --file /app/access-policy.toml",
         "dbaccess audit grant-auditor id-rates-dev-audit",
         "dbaccess audit grant-drill id-rates-dev-drill",
         "dbaccess users list",

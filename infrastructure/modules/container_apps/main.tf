@@ -69,7 +69,9 @@ locals {
   admin_env = {
     DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["migration"].name}"
   }
-  # The access job, after the rotator's and the API's logins: the audit job's identity
+  # The access job, after the rotator's and the API's logins: the access policy the image
+  # holds (the Dockerfile copies access-policy.toml into WORKDIR /app; printed, applied and
+  # audited as policy.change, a no-op when unchanged), then the audit job's identity
   # becomes an Entra ID login in rates_auditor, the restore drill's one in rates_dr_drill
   # (migration 0011: the rates and audit tables, read only; no policy role, so the expiry
   # job leaves it alone), and the expiry job's identity becomes a person of the workflow,
@@ -77,6 +79,7 @@ locals {
   expiry_person = azurerm_user_assigned_identity.workload["expiry"].name
   access_bootstrap = join(" && ", [
     "dbaccess bootstrap",
+    "dbaccess policy apply --file /app/access-policy.toml",
     "dbaccess audit grant-auditor ${azurerm_user_assigned_identity.workload["audit"].name}",
     "dbaccess audit grant-drill ${azurerm_user_assigned_identity.workload["drill"].name}",
     "{ dbaccess users list | grep -q '^name=${local.expiry_person}  .*removed_at=-$' || dbaccess users add ${local.expiry_person} --entra; }",
