@@ -102,6 +102,17 @@ def test_a_client_that_never_sends_a_byte_is_cut_off(api: ApiServer) -> None:
     assert elapsed < 10, elapsed  # the header read timeout (5 s) ended it
 
 
+def test_a_long_path_makes_a_short_log_line(api: ApiServer) -> None:
+    """Paths up to the server's 64 KiB URI limit reach the app: each logged whole would
+    make one client's requests cost 300 times their share of the log store."""
+    response = api.get("/" + "a" * 60_000)
+    assert response.status_code == 404
+    request_id = response.headers["X-Request-ID"]
+    time.sleep(0.2)  # the access line is written after the response
+    line = next(line for line in api.output().splitlines() if request_id in line)
+    assert len(line) < 1_000, len(line)
+
+
 def metric_series(api: ApiServer) -> int:
     return sum(1 for line in api.metrics().splitlines() if line and not line.startswith("#"))
 

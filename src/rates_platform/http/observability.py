@@ -41,6 +41,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 UNMATCHED_ROUTE = "<unmatched>"
 # Longer query strings get a 414 problem; no /rates query needs a tenth of this.
 MAX_QUERY_STRING_BYTES = 4096
+# Paths up to the server's 64 KiB URI limit reach the app; the log keeps their start,
+# so one client cannot make each of its requests cost 300 times its share of the logs.
+MAX_LOGGED_PATH_CHARS = 256
 
 
 def _route() -> str:
@@ -90,7 +93,7 @@ def register(app: Flask, pool: ConnectionPool) -> None:
                 "request_id": g.get("request_id"),
                 "method": request.method[:32],  # printable: werkzeug decodes it as latin-1
                 "route": route,
-                "path": request.path,
+                "path": request.path[:MAX_LOGGED_PATH_CHARS],
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 3),
             },
