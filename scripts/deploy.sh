@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Deploy one image to one environment whose infrastructure is applied, in the order a
 # first run needs: the migrations, the access bootstrap (the rotator's login, the API's
-# first credential; a no-op once both work), the sample data where there is a sample job
-# (dev, pre; it loads only into an empty database), then the API revision and the
-# rotation job. Each job runs on the new image and must succeed before the next starts.
-# Used by .github/workflows/deploy.yml; the names come from the app-infra outputs.
+# first credential, the access policy; a no-op once all work), the sample data where
+# there is a sample job (dev, pre; it loads only into an empty database), then the API
+# revision and every scheduled job: rotation, audit, access expiry and the restore drill (its app container, `compare`; the other runs the Azure
+# CLI image). Each started job runs on the new image and must succeed before the next
+# starts. Used by .github/workflows/deploy.yml; the names come from the app-infra outputs.
 set -euo pipefail
 : "${IMAGE:?}" "${RESOURCE_GROUP:?}" "${API:?}" "${ROTATION_JOB:?}" "${MIGRATION_JOB:?}" "${ACCESS_JOB:?}"
+: "${AUDIT_JOB:?}" "${EXPIRY_JOB:?}" "${DRILL_JOB:?}"
 SAMPLE_JOB=${SAMPLE_JOB:-}
 POLLS=${POLLS:-90}
 POLL_SECONDS=${POLL_SECONDS:-10}
@@ -35,7 +37,11 @@ if [ -n "$SAMPLE_JOB" ]; then
 fi
 
 az containerapp update --name "$API" --resource-group "$RESOURCE_GROUP" --image "$IMAGE" --output none
-az containerapp job update --name "$ROTATION_JOB" --resource-group "$RESOURCE_GROUP" --image "$IMAGE" --output none
+for job in "$ROTATION_JOB" "$AUDIT_JOB" "$EXPIRY_JOB"; do
+  az containerapp job update --name "$job" --resource-group "$RESOURCE_GROUP" --image "$IMAGE" --output none
+done
+az containerapp job update --name "$DRILL_JOB" --resource-group "$RESOURCE_GROUP" --container-name compare \
+  --image "$IMAGE" --output none
 revision=$(az containerapp show --name "$API" --resource-group "$RESOURCE_GROUP" --query properties.latestRevisionName --output tsv)
 for _ in $(seq 1 "$POLLS"); do
   state=$(az containerapp revision show --name "$API" --resource-group "$RESOURCE_GROUP" --revision "$revision" \

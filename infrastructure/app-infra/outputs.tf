@@ -48,8 +48,13 @@ output "api_public_host" {
   value       = module.edge.endpoint_host
 }
 
+output "audit_job_name" {
+  description = "Hourly job anchoring and verifying the audit chain (each deploy moves it to the new image)."
+  value       = module.apps.audit_job_name
+}
+
 output "expiry_job_name" {
-  description = "Job running `dbaccess access expire` every minute (deploys should move it to the new image)."
+  description = "Job running `dbaccess access expire` every minute (each deploy moves it to the new image)."
   value       = module.apps.expiry_job_name
 }
 

@@ -386,6 +386,9 @@ def run_deploy(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
         "MIGRATION_JOB": "caj-rates-dev-migrate",
         "ACCESS_JOB": "caj-rates-dev-access",
         "SAMPLE_JOB": "caj-rates-dev-sample",
+        "AUDIT_JOB": "caj-rates-dev-audit",
+        "EXPIRY_JOB": "caj-rates-dev-expire",
+        "DRILL_JOB": "caj-rates-dev-drill",
     }
     result = subprocess.run(
         [str(policy.ROOT / "scripts" / "deploy.sh")],
@@ -429,3 +432,46 @@ def test_a_failed_migration_stops_the_deploy(tmp_path: Path) -> None:
     assert code == 1
     assert started(calls) == ["caj-rates-dev-migrate"]
     assert not any(c.startswith("containerapp update") for c in calls)
+
+
+def terraform_jobs(env: str = "rates-dev") -> dict[str, str | None]:
+    """Every Container Apps job the Terraform defines (as named in ``env``), with the
+    container that runs the app's image where the job has more than one."""
+    apps = policy._apps_locals(policy.INFRA)
+    jobs: dict[str, str | None] = {
+        f"caj-{env}-{job['name']}": None for job in apps["all_jobs"].values()
+    }
+    for _, kind, name, body in policy.resources(policy.INFRA):
+        if kind == "azurerm_container_app_job" and name != "this":
+            containers = apps.get(f"{name}_containers", {})
+            app = [key for key, c in containers.items() if c.get("image") == "${var.image}"]
+            assert len(app) == 1, f"{name}: no single container runs the app's image"
+            jobs[str(body["name"]).replace("${var.name}", env)] = app[0]
+    return jobs
+
+
+def image_updates(calls: list[str]) -> dict[str, tuple[str | None, str]]:
+    """Job name -> (--container-name, --image) of each `az containerapp job update`."""
+    updates: dict[str, tuple[str | None, str]] = {}
+    for call in calls:
+        words = call.split()
+        if words[:3] == ["containerapp", "job", "update"] and "--image" in words:
+            options = dict(zip(words[3::2], words[4::2], strict=False))
+            updates[options["--name"]] = (options.get("--container-name"), options["--image"])
+    return updates
+
+
+def test_deploy_moves_every_job_the_terraform_defines_to_the_new_image(tmp_path: Path) -> None:
+    code, calls = run_deploy(tmp_path)
+    assert code == 0, calls
+    jobs = terraform_jobs()
+    assert {"caj-rates-dev-audit", "caj-rates-dev-expire", "caj-rates-dev-drill"} <= set(jobs)
+    assert jobs["caj-rates-dev-drill"] == "compare"  # the other container is the Azure CLI's
+    image = "cr.example/rates@sha256:" + "a" * 64
+    assert image_updates(calls) == {name: (container, image) for name, container in jobs.items()}
+
+
+def test_deploy_refuses_to_start_without_a_scheduled_job_name(tmp_path: Path) -> None:
+    code, calls = run_deploy(tmp_path, DRILL_JOB="")
+    assert code != 0
+    assert calls == []  # nothing deployed by halves
