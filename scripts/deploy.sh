@@ -3,12 +3,13 @@
 # first run needs: the migrations, the access bootstrap (the rotator's login, the API's
 # first credential, the access policy; a no-op once all work), the sample data where
 # there is a sample job (dev, pre; it loads only into an empty database), then the API
-# revision and every scheduled job: rotation, audit, access expiry and the restore drill (its app container, `compare`; the other runs the Azure
+# revision and every scheduled job: rotation, audit, access expiry, the daily access
+# alert and the restore drill (its app container, `compare`; the other runs the Azure
 # CLI image). Each started job runs on the new image and must succeed before the next
 # starts. Used by .github/workflows/deploy.yml; the names come from the app-infra outputs.
 set -euo pipefail
 : "${IMAGE:?}" "${RESOURCE_GROUP:?}" "${API:?}" "${ROTATION_JOB:?}" "${MIGRATION_JOB:?}" "${ACCESS_JOB:?}"
-: "${AUDIT_JOB:?}" "${EXPIRY_JOB:?}" "${DRILL_JOB:?}"
+: "${AUDIT_JOB:?}" "${EXPIRY_JOB:?}" "${ACCESS_ALERT_JOB:?}" "${DRILL_JOB:?}"
 SAMPLE_JOB=${SAMPLE_JOB:-}
 POLLS=${POLLS:-90}
 POLL_SECONDS=${POLL_SECONDS:-10}
@@ -37,7 +38,7 @@ if [ -n "$SAMPLE_JOB" ]; then
 fi
 
 az containerapp update --name "$API" --resource-group "$RESOURCE_GROUP" --image "$IMAGE" --output none
-for job in "$ROTATION_JOB" "$AUDIT_JOB" "$EXPIRY_JOB"; do
+for job in "$ROTATION_JOB" "$AUDIT_JOB" "$EXPIRY_JOB" "$ACCESS_ALERT_JOB"; do
   az containerapp job update --name "$job" --resource-group "$RESOURCE_GROUP" --image "$IMAGE" --output none
 done
 az containerapp job update --name "$DRILL_JOB" --resource-group "$RESOURCE_GROUP" --container-name compare \

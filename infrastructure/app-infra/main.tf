@@ -126,6 +126,7 @@ module "alerts" {
   api_name                   = module.apps.api_name
   rotation_job_name          = module.apps.rotation_job_name
   expiry_job_name            = module.apps.expiry_job_name
+  access_alert_job_name      = module.apps.access_alert_job_name
   drill_job_name             = module.apps.drill_job_name
   alert_email                = var.alert_email
   tags                       = local.tags

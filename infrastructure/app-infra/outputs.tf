@@ -58,6 +58,11 @@ output "expiry_job_name" {
   value       = module.apps.expiry_job_name
 }
 
+output "access_alert_job_name" {
+  description = "Daily job alerting unreviewed emergency grants (each deploy moves it to the new image)."
+  value       = module.apps.access_alert_job_name
+}
+
 output "drill_job_name" {
   description = "Weekly restore-drill job (its `compare` container runs the app's image)."
   value       = module.apps.drill_job_name

@@ -388,6 +388,7 @@ def run_deploy(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
         "SAMPLE_JOB": "caj-rates-dev-sample",
         "AUDIT_JOB": "caj-rates-dev-audit",
         "EXPIRY_JOB": "caj-rates-dev-expire",
+        "ACCESS_ALERT_JOB": "caj-rates-dev-access-alert",
         "DRILL_JOB": "caj-rates-dev-drill",
     }
     result = subprocess.run(

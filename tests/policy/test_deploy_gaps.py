@@ -1,18 +1,24 @@
 """What connects the code to the Azure deployment, each invariant shown failing on a
-broken copy: the access policy is in the image and the access job applies it."""
+broken copy: the access policy is in the image and the access job applies it; the daily
+job alerting unreviewed emergency grants runs, as a person, and its line is alerted."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import posixpath
+import re
 import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rates_platform.access.notify import Notifier
+from rates_platform.access.service import AccessService
 from rates_platform.dbaccess.cli import main as dbaccess
 from tests.image import parse as parse_dockerfile
 from tests.policy import policy
@@ -20,7 +26,10 @@ from tests.policy.test_delivery import edit
 
 Check = Callable[[Path], list[str]]
 APPS = "infrastructure/modules/container_apps/main.tf"
+ALERTS = "infrastructure/modules/alerts/main.tf"
 POLICY_FILE = "access-policy.toml"
+DAILY = re.compile(r"^\d{1,2} \d{1,2} \* \* \*$")
+ALERT_COMMAND = ["dbaccess", "access", "list", "--alert"]
 
 
 @pytest.fixture
@@ -87,7 +96,59 @@ def check_policy_applied_from_the_image(root: Path) -> list[str]:
     return problems
 
 
-CHECKS: list[Check] = [check_policy_applied_from_the_image]
+def _alert_job(root: Path) -> tuple[str, dict[str, Any]] | None:
+    jobs = policy._apps_locals(root / "infrastructure").get("all_jobs", {})
+    return next(
+        (
+            (key, job)
+            for key, job in jobs.items()
+            if shlex.split(str(job.get("command", [""])[-1]))[-4:] == ALERT_COMMAND
+        ),
+        None,
+    )
+
+
+def alert_rule_needles(root: Path, job_key: str) -> list[str]:
+    """What each alert rule on the job's lines looks for (`Log_s has "..."`)."""
+    rules = policy._locals(root / ALERTS).get("log_rules", {})
+    return [
+        needle
+        for rule in rules.values()
+        if f"local.job_is.{job_key}" in str(rule.get("query"))
+        for needle in re.findall(r'Log_s has \\?"([^"\\]+)', str(rule.get("query")))
+    ]
+
+
+def check_access_alert_job(root: Path) -> list[str]:
+    """`dbaccess access list --alert` runs daily as the expiry job's person (the one the
+    access job makes), the deploy moves it, and an alert rule reads its lines."""
+    found = _alert_job(root)
+    if found is None:
+        return ["apps: no job runs `dbaccess access list --alert`"]
+    key, job = found
+    problems = []
+    if not DAILY.match(str(job.get("schedule"))):
+        problems.append(f"access alert: runs {job.get('schedule')!r}, not daily")
+    own_user = 'user=${azurerm_user_assigned_identity.workload["expiry"].name}'
+    if job.get("identity") != "expiry" or own_user not in str(job.get("env")):
+        problems.append("access alert: must log in as the workflow's person (the expiry identity)")
+    if not _option_accepted(ALERT_COMMAND[1:3], ALERT_COMMAND[3:]):
+        problems.append("access alert: dbaccess has no `access list --alert`")
+    if "access.unreviewed" not in alert_rule_needles(root, key):
+        problems.append("alerts: no rule on the access alert job's access.unreviewed lines")
+    variables = policy._locals(root / ALERTS).get("job_is", "")
+    wired = any(
+        "access_alert_job_name" in m.get("alerts", {})
+        for m in policy.parse(root / "infrastructure" / "app-infra" / "main.tf")["module"]
+    )
+    if "var.access_alert_job_name" not in str(variables) or not wired:
+        problems.append("alerts: job_is.access_alert does not name the job")
+    if "$ACCESS_ALERT_JOB" not in (root / "scripts" / "deploy.sh").read_text(encoding="utf-8"):
+        problems.append("deploy.sh: never moves the access alert job to the new image")
+    return problems
+
+
+CHECKS: list[Check] = [check_policy_applied_from_the_image, check_access_alert_job]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
@@ -96,6 +157,42 @@ def test_deploy_invariant_holds(check: Check) -> None:
 
 
 BREACHES: list[tuple[str, str, str, Check, str]] = [
+    (
+        APPS,
+        "exec dbaccess access list --alert",
+        "exec dbaccess access list --unreviewed",
+        check_access_alert_job,
+        "no job runs `dbaccess access list --alert`",
+    ),
+    (APPS, '"13 8 * * *"', '"13 8 * * 1"', check_access_alert_job, "not daily"),
+    (
+        APPS,
+        '      name     = "access-alert"\n      identity = "expiry"',
+        '      name     = "access-alert"\n      identity = "migration"',
+        check_access_alert_job,
+        "must log in as the workflow's person",
+    ),
+    (
+        ALERTS,
+        'where ${local.job_is.access_alert} | where Log_s has \\"access.unreviewed\\"',
+        'where ${local.job_is.access_alert} | where Log_s has \\"access.emergency\\"',
+        check_access_alert_job,
+        "no rule on the access alert job's access.unreviewed lines",
+    ),
+    (
+        "infrastructure/app-infra/main.tf",
+        "  access_alert_job_name      = module.apps.access_alert_job_name\n",
+        "",
+        check_access_alert_job,
+        "job_is.access_alert does not name the job",
+    ),
+    (
+        "scripts/deploy.sh",
+        '"$EXPIRY_JOB" "$ACCESS_ALERT_JOB"',
+        '"$EXPIRY_JOB"',
+        check_access_alert_job,
+        "never moves the access alert job",
+    ),
     (
         "Dockerfile",
         "COPY access-policy.toml ./access-policy.toml\n",
@@ -154,3 +251,20 @@ def test_each_deploy_breach_is_caught(repo: Path, breach: tuple[str, str, str, C
     edit(repo / path, old, new)
     problems = check(repo)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_alert_rule_matches_the_line_access_list_alert_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule's needle is in what `alert_unreviewed` really logs (a stand-in for the
+    database's list: the formatting is the code's own)."""
+    service = AccessService("", Notifier([]), Path("/dev/null"))
+    row = {"id": 7, "requester": "ann", "role_name": "rates_operator", "emergency": True}
+    monkeypatch.setattr(service, "requests", lambda **_: [row])
+    with caplog.at_level(logging.WARNING, logger="rates_platform.access"):
+        assert service.alert_unreviewed() == [row]
+    found = _alert_job(policy.ROOT)
+    assert found is not None
+    needles = alert_rule_needles(policy.ROOT, found[0])
+    assert needles and all(needle in caplog.text for needle in needles), (needles, caplog.text)
+    assert "request=7" in caplog.text

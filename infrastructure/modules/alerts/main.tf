@@ -26,7 +26,11 @@ locals {
   # A job's lines: console logs name it ContainerJobName_s where the workspace has that
   # column, ContainerAppName_s otherwise; system logs JobName_s.
   job_is = {
-    for key, job in { expiry = var.expiry_job_name, drill = var.drill_job_name } :
+    for key, job in {
+      expiry       = var.expiry_job_name
+      access_alert = var.access_alert_job_name
+      drill        = var.drill_job_name
+    } :
     key => "(column_ifexists(\"ContainerJobName_s\", \"\") == \"${job}\" or column_ifexists(\"JobName_s\", \"\") == \"${job}\" or column_ifexists(\"ContainerAppName_s\", \"\") == \"${job}\")"
   }
   rotation_ok = "Log_s startswith \"dbaccess: rotated\" or Log_s startswith \"dbaccess: not due\" or Log_s startswith \"dbaccess: retired\""
@@ -102,6 +106,17 @@ locals {
       query       = "${local.logs} | where ${local.job_is.expiry} | where Log_s startswith \"dbaccess: expiry run done\""
       operator    = "LessThan"
       threshold   = 1
+    }
+    # One line per unreviewed emergency grant, from the daily job (its window covers
+    # one run, so a grant left unreviewed alerts again each day).
+    access-unreviewed = {
+      description = "An emergency (break-glass) database grant has not been reviewed: an approver other than the requester runs `dbaccess access review ID --note ...` (README: Access requests)."
+      severity    = 2
+      frequency   = "PT1H"
+      window      = "PT1H"
+      query       = "${local.logs} | where ${local.job_is.access_alert} | where Log_s has \"access.unreviewed\""
+      operator    = "GreaterThan"
+      threshold   = 0
     }
     dr-drill-failed = {
       description = "The weekly restore drill failed: no restore (exit 2), a check failed (1), inconclusive (3), or the job was stopped (README: Disaster recovery). Check for a scratch server left behind."

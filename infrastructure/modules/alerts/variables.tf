@@ -48,6 +48,11 @@ variable "expiry_job_name" {
   type        = string
 }
 
+variable "access_alert_job_name" {
+  description = "Name of the daily job listing unreviewed emergency grants, to pick its log lines."
+  type        = string
+}
+
 variable "drill_job_name" {
   description = "Name of the weekly restore-drill job, to pick its log lines."
   type        = string

@@ -214,6 +214,21 @@ locals {
         DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["expiry"].name}"
       }
     }
+    # Daily (issue 10): every emergency grant no approver has reviewed yet, one
+    # `access.unreviewed request=...` line each (and a notification); the
+    # access-unreviewed alert fires on those lines. As the expiry job's person: listing
+    # needs no more than a person has (EXECUTE on access.requests_view).
+    access_alert = {
+      name     = "access-alert"
+      identity = "expiry"
+      schedule = "13 8 * * *"
+      timeout  = 300
+      retries  = 0
+      command  = ["/bin/sh", "-c", "${local.entra_login}exec dbaccess access list --alert"]
+      env = {
+        DATABASE_URL = "${local.database_url} user=${azurerm_user_assigned_identity.workload["expiry"].name}"
+      }
+    }
     # Hourly: anchor the audit chain's head in the immutable blob, then check the whole
     # chain against every anchor (exit 5 and "audit chain broken" when it does not hold).
     audit = {

@@ -83,6 +83,11 @@ output "expiry_job_name" {
   value       = azurerm_container_app_job.this["expiry"].name
 }
 
+output "access_alert_job_name" {
+  description = "Daily job running `dbaccess access list --alert` (unreviewed emergency grants)."
+  value       = azurerm_container_app_job.this["access_alert"].name
+}
+
 output "expiry_identity_name" {
   description = "Name of the expiry job's identity: its PostgreSQL login, a person of the access workflow (rates_people)."
   value       = azurerm_user_assigned_identity.workload["expiry"].name
