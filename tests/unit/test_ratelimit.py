@@ -255,3 +255,36 @@ def test_a_lost_store_lets_requests_through_and_heals(
     other.start()
     other.join()
     assert statuses[-1] == 200
+
+
+class _CountingDatabase:
+    """Stands in for the database of KeyLookup: no key exists; counts the lookups."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self, work: Any) -> None:
+        self.reads += 1
+
+
+def test_failed_credentials_count_against_the_address_and_stop_costing_lookups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh made-up key per request was never limited (measured: 300 requests from
+    one address with RATE_LIMIT=5/second, 300 401s and 300 queries)."""
+    monkeypatch.setenv(DIRECTORY_VARIABLE, str(tmp_path))
+    database = _CountingDatabase()
+    app = Flask(__name__)
+    app.add_url_rule("/rates", "rates.rates", lambda: "ok")
+    settings = Settings(
+        database_url="postgresql://unused/x", rate_limit="3/minute", auth_mode="api-key"
+    )
+    protection.register(app, settings, database)  # type: ignore[arg-type]
+    client = app.test_client()
+    statuses = [
+        client.get("/rates", headers={"X-API-Key": f"rk_{n:012d}_{'a' * 43}"}).status_code
+        for n in range(20)
+    ]
+    assert statuses == [401] * 3 + [429] * 17
+    assert database.reads == 4  # the three within the limit, and the one that went over
+    assert client.get("/rates").status_code == 429  # no key at all: the same address

@@ -39,6 +39,8 @@ PROBES = frozenset({"/healthz", "/readyz"})
 REQUIRED_SCOPES = {"rates.rates": "rates:read"}
 
 _log = logging.getLogger("rates_platform.protection")
+# Past this many addresses refused for failed credentials, the list starts afresh.
+MAX_FAILING_ADDRESSES = 10_000
 
 LIMITED = Counter(
     "http_requests_limited_total",
@@ -82,6 +84,24 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
     front_door_id = settings.front_door_id.encode()
     store_failures = _ThrottledWarning("rate limits not checked: their store failed")
     trusted = settings.trusted_proxies
+    # Failed credentials count against the caller's address (when RATE_LIMIT is set),
+    # so made-up keys or tokens are limited like anonymous requests. Addresses over
+    # it are refused until their window ends before any key lookup or token check.
+    address_limiter = limiter if limiter is not None and limiter.policy_for(None) else None
+    failing: dict[str, float] = {}
+
+    def address() -> str:
+        forwarded = request.headers.get("X-Forwarded-For")
+        return "addr:" + client_address(request.remote_addr or "", forwarded, trusted)
+
+    def charge_failure(limiter: RateLimiter) -> Response | None:
+        refused = limit(limiter, None)
+        if refused is not None:
+            if len(failing) >= MAX_FAILING_ADDRESSES:
+                failing.clear()
+            retry_after = float(refused.headers.get("Retry-After", "1"))
+            failing[address()] = time.monotonic() + retry_after
+        return refused
 
     def guard() -> Response | None:
         if front_door_id and request.path not in PROBES:
@@ -96,10 +116,15 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
         principal: Principal | None = None
         scope = REQUIRED_SCOPES.get(request.endpoint or "")
         if authenticator is not None and scope is not None:
+            if address_limiter is not None and failing.get(address(), 0.0) > time.monotonic():
+                return charge_failure(address_limiter)
             try:
                 principal = authenticator.authenticate(request.headers)
                 require_scope(principal, scope, authenticator.scheme)
             except AuthFailure as failure:
+                refused = None if address_limiter is None else charge_failure(address_limiter)
+                if refused is not None:
+                    return refused
                 return problem(
                     failure.status,
                     failure.problem_type,
@@ -115,12 +140,7 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
         policy = limiter.policy_for(principal.rate_limit if principal else None)
         if policy is None:
             return None
-        if principal is not None:
-            identity = principal.identity
-        else:
-            peer = request.remote_addr or ""
-            forwarded = request.headers.get("X-Forwarded-For")
-            identity = "addr:" + client_address(peer, forwarded, trusted)
+        identity = principal.identity if principal is not None else address()
         try:
             verdict = limiter.hit(identity, policy)
         except (sqlite3.Error, OSError) as exc:
