@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,27 @@ from rates_platform.settings import Settings
 from tests.support import ExternalPostgres, PreparedDatabase, prepare_database, start_server
 
 _copies = itertools.count(1)
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each session's temporary files in a directory of its own.
+
+    pytest resets its shared root (/tmp/pytest-of-USER) to 0700 whenever a session
+    starts; the embedded PostgreSQL runs as another system user and must traverse to
+    its data, so a second session started beside this one would lock this one's
+    servers out. Removed at the end, unless the caller chose --basetemp.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = config.stash[_OWN_BASETEMP] = tempfile.mkdtemp(
+            prefix="rates-pytest-"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
