@@ -82,6 +82,7 @@ module "apps" {
   sample_data                = var.sample_data
   audit_anchors_url          = module.audit_anchors.blob_url
   api_edge_env               = module.edge.api_env
+  access_notify_webhook      = local.notify ? module.notifications[0].webhook_url : null
   log_analytics_workspace_id = module.monitoring.workspace_id
   tags                       = local.tags
 }
@@ -100,6 +101,21 @@ module "edge" {
   private_endpoints_subnet_prefix = module.network.subnet_prefixes.private_endpoints
   log_analytics_workspace_id      = module.monitoring.workspace_id
   tags                            = local.tags
+}
+
+# The access workflow's notifications (README, "Access requests"): a Logic App whose HTTP
+# trigger posts each event to Teams. Only where a Teams webhook is given (a secret of the
+# GitHub environment, TF_VAR_teams_webhook_url); the trigger admits the apps' outbound
+# addresses only, and its URL reaches the notifying jobs as a container-app secret.
+module "notifications" {
+  count                    = local.notify ? 1 : 0
+  source                   = "../modules/notifications"
+  name                     = local.name
+  resource_group_name      = var.resource_group_name
+  location                 = var.location
+  teams_webhook_url        = var.teams_webhook_url
+  allowed_caller_ip_ranges = [for address in module.apps.outbound_ip_addresses : "${address}/32"]
+  tags                     = local.tags
 }
 
 module "audit_anchors" {

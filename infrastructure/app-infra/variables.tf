@@ -120,3 +120,10 @@ variable "azure_cli_image" {
   type        = string
   default     = "mcr.microsoft.com/azure-cli:2.73.0@sha256:eedd1fb2d6628c6a6f30c5e0cd31b2fd789151514fa0ab645ff440682e5586b7"
 }
+
+variable "teams_webhook_url" {
+  description = "Incoming-webhook URL of the Teams channel for access-request notifications: the GitHub environment's secret TEAMS_WEBHOOK_URL (TF_VAR_teams_webhook_url), never a tfvars file. Null: no notifications Logic App, no webhook."
+  type        = string
+  default     = null
+  sensitive   = true
+}

@@ -1,6 +1,8 @@
 """What connects the code to the Azure deployment, each invariant shown failing on a
 broken copy: the access policy is in the image and the access job applies it; the daily
-job alerting unreviewed emergency grants runs, as a person, and its line is alerted."""
+job alerting unreviewed emergency grants runs, as a person, and its line is alerted; the
+notifications Logic App is wired, its URL reaching exactly the notifying jobs as a
+secret in the variable the code reads."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def repo(tmp_path: Path) -> Path:
     """A copy of what the checks read: the infrastructure, the image's build files and
     the deploy script."""
     shutil.copytree(policy.INFRA, tmp_path / "infrastructure")
+    shutil.copytree(policy.ROOT / ".github" / "workflows", tmp_path / ".github" / "workflows")
     (tmp_path / "scripts").mkdir()
     for name in ("Dockerfile", ".dockerignore", "scripts/deploy.sh"):
         shutil.copy(policy.ROOT / name, tmp_path / name)
@@ -148,7 +151,105 @@ def check_access_alert_job(root: Path) -> list[str]:
     return problems
 
 
-CHECKS: list[Check] = [check_policy_applied_from_the_image, check_access_alert_job]
+def _variable(path: Path, name: str) -> dict[str, Any]:
+    blocks = policy.parse(path).get("variable", [])
+    return next((b[name] for b in blocks if name in b), {})
+
+
+def _notifying(command: str) -> bool:
+    """Whether a job's command runs a `dbaccess` step that notifies (issue 10)."""
+    return bool(re.search(r"dbaccess (access (expire|list --alert)|policy apply)", command))
+
+
+WEBHOOK_SECRET = "access-notify-webhook"  # noqa: S105 - a secret's name, not a secret
+
+
+def _webhook_from_secret(infra: Path) -> bool:
+    """The jobs' ACCESS_NOTIFY_WEBHOOK comes from a job secret holding the variable."""
+    job = policy._resource(infra, "azurerm_container_app_job", "this") or {}
+    containers = job.get("template", [{}])[0].get("container", [])
+    dynamic = [d for c in containers for d in c.get("dynamic", [])]
+    secret_env = [
+        d["env"] for d in dynamic if "secret_name" in d.get("env", {}).get("content", [{}])[0]
+    ]
+    secrets = [d["secret"] for d in job.get("dynamic", []) if "secret" in d]
+    return any(
+        '"ACCESS_NOTIFY_WEBHOOK"' in str(e["for_each"])
+        and e["content"][0]["secret_name"] == WEBHOOK_SECRET
+        for e in secret_env
+    ) and any(
+        f'"{WEBHOOK_SECRET}"' in str(sec["for_each"])
+        and sec["content"][0].get("value") == "${var.access_notify_webhook}"
+        for sec in secrets
+    )
+
+
+def check_notifications_wired(root: Path) -> list[str]:
+    """app-infra calls the notifications module (its trigger open to the apps' outbound
+    addresses only) and hands its sensitive URL to every notifying job as a secret,
+    in ACCESS_NOTIFY_WEBHOOK; the Teams URL comes from a GitHub secret in every
+    workflow that plans or applies, and the apps subnet may reach Logic Apps."""
+    infra = root / "infrastructure"
+    problems = []
+    modules = {
+        name: body
+        for block in policy.parse(infra / "app-infra" / "main.tf").get("module", [])
+        for name, body in block.items()
+    }
+    notifications = next(
+        (m for m in modules.values() if m.get("source") == "../modules/notifications"), None
+    )
+    if notifications is None:
+        return ["app-infra: the notifications module is not called"]
+    if "module.apps.outbound_ip_addresses" not in str(
+        notifications.get("allowed_caller_ip_ranges")
+    ):
+        problems.append("notifications: the trigger is not limited to the apps' outbound addresses")
+    if "module.notifications" not in str(modules.get("apps", {}).get("access_notify_webhook")):
+        problems.append("apps: the notifications trigger URL is not passed to the jobs")
+    for path, name in (
+        (infra / "app-infra" / "variables.tf", "teams_webhook_url"),
+        (infra / policy.APPS_MODULE / "variables.tf", "access_notify_webhook"),
+    ):
+        if _variable(path, name).get("sensitive") is not True:
+            problems.append(f"{path.parent.name}: variable {name} is not sensitive")
+    if not _webhook_from_secret(infra):
+        problems.append("apps: ACCESS_NOTIFY_WEBHOOK is not set from a job secret")
+    if "ACCESS_NOTIFY_WEBHOOK" not in policy.env_names_read():
+        problems.append("code: nothing reads ACCESS_NOTIFY_WEBHOOK")
+    apps = policy._apps_locals(infra)
+    wanted = {k for k, j in apps["all_jobs"].items() if _notifying(str(j["command"][-1]))}
+    wanted |= {"access"} if _notifying(str(apps.get("access_bootstrap"))) else set()
+    given = set(apps.get("notifying_jobs") or [])
+    if given != wanted:
+        problems.append(f"apps: jobs given the webhook {sorted(given)}, notifying {sorted(wanted)}")
+    for key, job_ in apps["all_jobs"].items():
+        if "ACCESS_NOTIFY_WEBHOOK" in str(job_.get("env")):
+            problems.append(f"apps: job {key} sets ACCESS_NOTIFY_WEBHOOK as a plain value")
+    return problems + _teams_url_given_and_trigger_reachable(root)
+
+
+def _teams_url_given_and_trigger_reachable(root: Path) -> list[str]:
+    """Every workflow that plans or applies passes the Teams URL from a GitHub secret (a
+    plan without it would remove the Logic App); the apps subnet may reach Logic Apps."""
+    problems = []
+    infra = root / "infrastructure"
+    for workflow in sorted((root / ".github" / "workflows").glob("*.yml")):
+        text = workflow.read_text(encoding="utf-8")
+        if "TF_VAR_alert_email" in text and not re.search(
+            r"TF_VAR_teams_webhook_url: \$\{\{ secrets\.[A-Z_]+ \}\}", text
+        ):
+            problems.append(f"{workflow.name}: plans or applies without TF_VAR_teams_webhook_url")
+    if '"LogicApps"' not in (infra / "modules" / "edge" / "main.tf").read_text(encoding="utf-8"):
+        problems.append("edge: the apps subnet may not reach the Logic App (LogicApps)")
+    return problems
+
+
+CHECKS: list[Check] = [
+    check_policy_applied_from_the_image,
+    check_access_alert_job,
+    check_notifications_wired,
+]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
@@ -156,7 +257,71 @@ def test_deploy_invariant_holds(check: Check) -> None:
     assert check(policy.ROOT) == []
 
 
+APP_INFRA = "infrastructure/app-infra/main.tf"
 BREACHES: list[tuple[str, str, str, Check, str]] = [
+    (
+        APP_INFRA,
+        'source                   = "../modules/notifications"',
+        'source                   = "../modules/notifications-old"',
+        check_notifications_wired,
+        "the notifications module is not called",
+    ),
+    (
+        APP_INFRA,
+        '[for address in module.apps.outbound_ip_addresses : "${address}/32"]',
+        '["0.0.0.0/0"]',
+        check_notifications_wired,
+        "not limited to the apps' outbound addresses",
+    ),
+    (
+        APP_INFRA,
+        "module.notifications[0].webhook_url : null",
+        "null : null",
+        check_notifications_wired,
+        "URL is not passed to the jobs",
+    ),
+    (
+        "infrastructure/modules/container_apps/variables.tf",
+        "  default     = null\n  sensitive   = true\n",
+        "  default     = null\n",
+        check_notifications_wired,
+        "variable access_notify_webhook is not sensitive",
+    ),
+    (
+        APPS,
+        '          secret_name = "access-notify-webhook"',
+        '          secret_name = "access-webhook"',
+        check_notifications_wired,
+        "ACCESS_NOTIFY_WEBHOOK is not set from a job secret",
+    ),
+    (
+        APPS,
+        '["access", "expiry", "access_alert"]',
+        '["access", "expiry"]',
+        check_notifications_wired,
+        "given the webhook ['access', 'expiry'], notifying ['access', 'access_alert', 'expiry']",
+    ),
+    (
+        APPS,
+        '["access", "expiry", "access_alert"]',
+        '["access", "expiry", "access_alert", "audit"]',
+        check_notifications_wired,
+        "jobs given the webhook",
+    ),
+    (
+        ".github/workflows/scheduled.yml",
+        "TF_VAR_teams_webhook_url: ${{ secrets.TEAMS_WEBHOOK_URL }}",
+        "TF_VAR_teams_webhook_url: ${{ vars.TEAMS_WEBHOOK_URL }}",
+        check_notifications_wired,
+        "scheduled.yml: plans or applies without TF_VAR_teams_webhook_url",
+    ),
+    (
+        "infrastructure/modules/edge/main.tf",
+        'destination = "LogicApps"',
+        'destination = "AzureMonitor"',
+        check_notifications_wired,
+        "may not reach the Logic App",
+    ),
     (
         APPS,
         "exec dbaccess access list --alert",

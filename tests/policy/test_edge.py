@@ -29,6 +29,7 @@ ALLOWED_EGRESS = {
     "AzureMonitor",
     "AzureActiveDirectory",
     "AzureResourceManager",  # the restore drill's Azure CLI (restore, show, delete)
+    "LogicApps",  # the access notifications' Logic App trigger (ACCESS_NOTIFY_WEBHOOK)
 }
 OPEN = {"*", "Internet", "0.0.0.0/0", "Any"}
 

@@ -84,6 +84,13 @@ locals {
     "dbaccess audit grant-drill ${azurerm_user_assigned_identity.workload["drill"].name}",
     "{ dbaccess users list | grep -q '^name=${local.expiry_person}  .*removed_at=-$' || dbaccess users add ${local.expiry_person} --entra; }",
   ])
+  # The jobs whose commands notify (issue 10): the access job (policy changes, people),
+  # the expiry job (expiry, overdue, drift, emergencies) and the daily unreviewed alert.
+  # The webhook's URL carries the Logic App trigger's SAS signature: a container-app
+  # secret (the value stays out of the job's readable configuration and every plan),
+  # given as ACCESS_NOTIFY_WEBHOOK, the variable rates_platform.access.notify reads.
+  notifying_jobs = ["access", "expiry", "access_alert"]
+  notify         = nonsensitive(var.access_notify_webhook != null)
   rotation_env = {
     ROTATION_PERIOD_DAYS   = tostring(var.rotation_period_days)
     ROTATION_GRACE_SECONDS = "3600"
@@ -310,6 +317,22 @@ resource "azurerm_container_app_job" "this" {
           value = env.value
         }
       }
+
+      dynamic "env" {
+        for_each = local.notify && contains(local.notifying_jobs, each.key) ? ["ACCESS_NOTIFY_WEBHOOK"] : []
+        content {
+          name        = env.value
+          secret_name = "access-notify-webhook"
+        }
+      }
+    }
+  }
+
+  dynamic "secret" {
+    for_each = local.notify && contains(local.notifying_jobs, each.key) ? ["access-notify-webhook"] : []
+    content {
+      name  = secret.value
+      value = var.access_notify_webhook
     }
   }
 

@@ -73,6 +73,11 @@ output "environment_static_ip" {
   value       = azurerm_container_app_environment.this.static_ip_address
 }
 
+output "outbound_ip_addresses" {
+  description = "Public addresses the environment's apps and jobs call out from (the notifications trigger admits only these)."
+  value       = azurerm_container_app.api.outbound_ip_addresses
+}
+
 output "api_id" {
   description = "Resource id of the API container app (metric alerts)."
   value       = azurerm_container_app.api.id

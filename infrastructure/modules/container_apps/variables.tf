@@ -103,6 +103,13 @@ variable "azure_cli_image" {
   }
 }
 
+variable "access_notify_webhook" {
+  description = "URL the access workflow's jobs post each event to (the notifications Logic App's trigger, with its SAS signature); null: no webhook."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
 variable "postgres_server_name" {
   description = "Name of the live PostgreSQL Flexible Server (the restore drill's source)."
   type        = string

@@ -185,6 +185,7 @@ locals {
     monitoring        = { priority = 160, destination = "AzureMonitor", port = "443" }
     entra-id          = { priority = 170, destination = "AzureActiveDirectory", port = "443" }
     resource-manager  = { priority = 180, destination = "AzureResourceManager", port = "443" } # the restore drill's az calls
+    logic-apps        = { priority = 190, destination = "LogicApps", port = "443" }            # the access notifications' trigger
   }
 }
 
