@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     pool = make_pool(settings, outage=outage)
     pool.open(wait=False)  # connects in the background; requests wait up to pool_timeout
     atexit.register(pool.close)
-    database = Database(pool, outage, settings.pool_timeout)
+    database = Database(pool, outage, settings.pool_timeout, settings.statement_timeout)
     app.extensions["database"] = database
     app.extensions["rates_service"] = RatesService(database, settings.max_range_days)
 

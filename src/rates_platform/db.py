@@ -9,6 +9,8 @@ pool timeout (see Outage), so no request thread is tied up by an outage.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +43,9 @@ def _login(
         "autocommit": True,
         "application_name": APPLICATION_NAME,
         "options": f"-c statement_timeout={statement_timeout_ms}",
+        # A server that accepts connections but never answers must not hang a pool
+        # worker (or a probe) for good.
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
     }
     if not settings.secret_store:
         return lambda: static, psycopg.Connection
@@ -67,7 +72,7 @@ class Outage:
         self._clock = clock
         self._probe: Callable[[], None] = lambda: None
         self._probing = threading.Lock()
-        self._last_probe = float("-inf")
+        self._next_probe = float("-inf")
 
     def probe_with(self, probe: Callable[[], None]) -> None:
         """How to try the database: connect and close, raising on failure."""
@@ -86,13 +91,16 @@ class Outage:
         if not self._probing.acquire(blocking=False):
             return False
         try:
-            now = self._clock()
-            if now - self._last_probe < self.PROBE_INTERVAL_SECONDS:
+            started = self._clock()
+            if started < self._next_probe:
                 return False
-            self._last_probe = now
             try:
                 self._probe()
             except psycopg.Error:
+                # A probe that hung (a frozen server) waits as long again before the
+                # next: a request thread spends at most half its time probing.
+                ended = self._clock()
+                self._next_probe = ended + max(self.PROBE_INTERVAL_SECONDS, ended - started)
                 return False
             self.end()
             return True
@@ -122,6 +130,7 @@ def _observed(base: type[psycopg.Connection[Any]], outage: Outage) -> type[psyco
 # about once a second, and never after a backoff grown to minutes.
 RECONNECT_TIMEOUT_SECONDS = 1.0
 PROBE_CONNECT_TIMEOUT = 2
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def make_pool(
@@ -162,16 +171,81 @@ def connect(settings: Settings) -> psycopg.Connection[Any]:
 WAIT_SLICE_SECONDS = 0.05
 
 
+class Watchdog:
+    """Client-side deadlines for queries, which a hung server cannot enforce.
+
+    statement_timeout is enforced by the server; a server that is frozen, or behind a
+    network that drops everything, enforces nothing, and the request thread waits on
+    its socket until TCP gives up (minutes to hours). A query still running
+    ``grace`` seconds past the statement timeout has its socket shut down: the query
+    fails as a lost connection, and the outage begins, so the requests behind it
+    answer 503 at once instead of queueing for the same fate.
+    """
+
+    INTERVAL_SECONDS = 0.1
+
+    def __init__(self, deadline: float, outage: Outage) -> None:
+        self._deadline, self._outage = deadline, outage
+        self._running: dict[int, tuple[float, psycopg.Connection[Any]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watching(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        key = threading.get_ident()
+        with self._lock:
+            self._running[key] = (time.monotonic() + self._deadline, conn)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, name="db-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                late = [conn for deadline, conn in self._running.values() if deadline < now]
+            for conn in late:
+                self._outage.begin()
+                _sever(conn)
+
+
+def _sever(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down under libpq, which then reports it lost."""
+    try:
+        duplicate = os.dup(conn.pgconn.socket)
+    except (psycopg.Error, OSError):
+        return  # already closed
+    with socket.socket(fileno=duplicate) as sock:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return
+
+
+# How far past statement_timeout a query may run before the watchdog ends it.
+WATCHDOG_GRACE_SECONDS = 1.0
+
+
 class Database:
     """Runs read-only work on a pooled connection, retrying once on a dead connection.
 
     After a server restart every idle pooled connection is dead; the first query on
     one fails although the server is back. Such a failure is retried once, after the
-    pool has dropped its other dead connections, so clients do not see it.
+    pool has dropped its other dead connections, so clients do not see it. A query
+    the watchdog had to end is not retried: the server is hung, not restarted.
     """
 
-    def __init__(self, pool: ConnectionPool, outage: Outage, timeout: float) -> None:
+    def __init__(
+        self, pool: ConnectionPool, outage: Outage, timeout: float, statement_timeout: float
+    ) -> None:
         self.pool, self.outage, self.timeout = pool, outage, timeout
+        self.watchdog = Watchdog(statement_timeout + WATCHDOG_GRACE_SECONDS, outage)
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
@@ -188,7 +262,7 @@ class Database:
                 if remaining <= WAIT_SLICE_SECONDS:
                     raise
         try:
-            with conn:
+            with conn, self.watchdog.watching(conn):
                 yield conn
         finally:
             self.pool.putconn(conn)
@@ -201,7 +275,7 @@ class Database:
                     self.outage.end()
                     return result
                 except psycopg.OperationalError:
-                    if attempt == 2 or not conn.broken:
+                    if attempt == 2 or not conn.broken or self.outage.active:
                         raise
             self.pool.check()
         raise AssertionError("unreachable")  # pragma: no cover

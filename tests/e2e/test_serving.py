@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import re
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +219,86 @@ def test_outage_under_load_keeps_liveness_and_answers_503_in_time(
     slowest = max(elapsed for elapsed, _ in rates_timings)
     assert slowest < pool_timeout + 1, slowest
     print(f"{len(rates_timings)} /rates 503s during the outage, slowest {slowest:.3f}s")
+
+
+def frozen(server: EmbeddedPostgres) -> list[int]:
+    """The postmaster and every backend of ``server``: what SIGSTOP freezes."""
+    postmaster = int((server.datadir / "postmaster.pid").read_text().split()[0])
+    children = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _parent_of(entry) == postmaster
+    ]
+    return [postmaster, *children]
+
+
+def _parent_of(proc: Path) -> int | None:
+    try:
+        status = (proc / "status").read_text()
+    except OSError:
+        return None
+    return next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), None
+    )
+
+
+def test_a_hung_database_costs_requests_a_bounded_wait_then_503s(
+    own_server: EmbeddedPostgres,
+) -> None:
+    """A frozen server (SIGSTOP: it accepts TCP but answers nothing, like a black-holed
+    network) cannot enforce statement_timeout; the client-side watchdog does, and the
+    outage that follows makes every later request answer 503 at once."""
+    statement_timeout = 1.0
+    database = prepare_database(own_server, "rates")
+    api = ApiServer(database.app, DB_STATEMENT_TIMEOUT=str(statement_timeout), DB_POOL_TIMEOUT="2")
+    timings: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+            started = time.monotonic()
+            try:
+                conn.request("GET", RATES)
+                status = conn.getresponse().status
+            except OSError:
+                status = 0
+            finally:
+                conn.close()
+            timings.append((time.monotonic() - started, status))
+
+    pids: list[int] = []
+    clients = [threading.Thread(target=client) for _ in range(20)]
+    try:
+        assert api.get(RATES).status_code == 200
+        for thread in clients:
+            thread.start()
+        time.sleep(0.5)
+        pids = frozen(own_server)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        frozen_at = len(timings)
+        time.sleep(6)
+        health = [timed_get(api, "/healthz") for _ in range(3)]
+        during = timings[frozen_at:]
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        stop.set()
+        for thread in clients:
+            thread.join(60)
+    try:
+        api.wait_until(RATES, 200, within=15)
+        after = [api.get(RATES).status_code for _ in range(10)]
+    finally:
+        api.stop()
+    assert during, "no request finished while the database was frozen"
+    assert {status for _, status in during} <= {200, 503}, during
+    assert 503 in {status for _, status in during}
+    # Bounded: a query in flight is ended at statement timeout + the watchdog's grace
+    # (1 s); a request may also wait out one probe (libpq's minimum connect timeout,
+    # 2 s) on a thread it queued behind. Not minutes, as TCP alone would take.
+    assert max(elapsed for elapsed, _ in during) < statement_timeout + 1 + 2 + 1, during
+    assert {status for _, status in health} == {200}, health
+    assert max(elapsed for elapsed, _ in health) < 1.0, health
+    assert set(after) == {200}, after
