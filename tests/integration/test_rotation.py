@@ -250,6 +250,34 @@ def test_valid_until_is_the_intended_instant_whatever_the_server_timezone(
     assert rotator.status().active_slot in SLOTS
 
 
+def test_a_host_clock_ahead_of_the_servers_still_rotates_within_the_lifetime(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    """The server bounds VALID UNTIL by its own clock (+ 1 minute): an expiry computed from
+    a host clock a few minutes fast failed every rotation at `set`."""
+    policy = RotationPolicy(grace=timedelta(seconds=0.5))
+    rotator = bootstrap(db.migrator, store, server_of(db), policy)
+    fast = Rotator(
+        store,
+        rotator.conninfo,
+        rotator.policy,
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=5),
+        own_login="rates-db-rotator",
+    )
+    fast.run(force=True)  # rotates the API's login (its own is not due)
+    fast.run(force=True)
+    version = with_stage(store, "rates-db-app", CURRENT)
+    assert version is not None
+    with psycopg.connect(db.admin) as conn:
+        (valid_until, server_now) = conn.execute(
+            "SELECT rolvaliduntil, now() FROM pg_roles WHERE rolname = %s",
+            (version.value["username"],),
+        ).fetchone()
+    assert valid_until == datetime.fromisoformat(version.tags["valid_until"])
+    assert valid_until <= server_now + rotator.policy.lifetime
+    assert can_read(login(db, store))
+
+
 def test_no_password_reaches_any_log_audit_row_or_error(
     db: PreparedDatabase, store: LocalFileStore, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -243,7 +243,7 @@ class Rotator:
         if pending is None:
             if self.clock() < current.created_at + self.policy.period:
                 return False
-            valid_until = self.clock() + self.policy.lifetime
+            valid_until = self._expiry(conn)
             pending = self.store.add_version(
                 name,
                 {"username": ROTATOR_ROLE, "password": new_password()},
@@ -272,7 +272,7 @@ class Rotator:
             current = self._stage(CURRENT)
             active = current.value["username"] if current else None
             self._make_room(conn, next(s for s in self.policy.slots if s != active))
-            pending = self._create()
+            pending = self._create(conn)
         try:
             if pending.tags.get("step") == "new":
                 pending = self._audit_create(conn, pending)
@@ -310,11 +310,20 @@ class Rotator:
             self.sleep(wait)
         self._retire(conn, previous)
 
-    def _create(self) -> SecretVersion:
+    def _expiry(self, conn: psycopg.Connection[Any]) -> datetime:
+        """A new password's VALID UNTIL, from the server's clock: the functions bound it by
+        that clock (+ 1 minute), so a host clock a few minutes fast failed every `set`."""
+        row = conn.execute("SELECT statement_timestamp()").fetchone()
+        if row is None:
+            raise RotationFailed("the server did not tell its time")
+        server_now: datetime = row[0]
+        return server_now + self.policy.lifetime
+
+    def _create(self, conn: psycopg.Connection[Any]) -> SecretVersion:
         current = self._stage(CURRENT)
         active = current.value["username"] if current else None
         slot = next(s for s in self.policy.slots if s != active)
-        valid_until = self.clock() + self.policy.lifetime
+        valid_until = self._expiry(conn)
         return self.store.add_version(
             self.policy.secret_name,
             {"username": slot, "password": new_password()},
