@@ -125,10 +125,11 @@ def _observed(base: type[psycopg.Connection[Any]], outage: Outage) -> type[psyco
     return ObservedConnection
 
 
-# How long the pool keeps retrying one connection before it gives up on it. The next
-# request starts a fresh attempt at once, so during an outage the database is tried
-# about once a second, and never after a backoff grown to minutes.
-RECONNECT_TIMEOUT_SECONDS = 1.0
+# How long the pool keeps retrying one connection before it gives up on it. While
+# an attempt waits out its backoff the pool starts no other, so this bounds how long
+# a request can wait for a connection once the database is back; the next request
+# starts a fresh attempt at once, and no backoff ever grows to minutes.
+RECONNECT_TIMEOUT_SECONDS = 0.25
 PROBE_CONNECT_TIMEOUT = 2
 CONNECT_TIMEOUT_SECONDS = 5
 

@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -170,6 +170,28 @@ def test_requests_the_server_rejects_get_no_html(
     assert body.strip() == b"" or body.lstrip().startswith(b"{"), body[:200]
 
 
+def timed_client(
+    api: ApiServer, stop: threading.Event, timings: list[tuple[float, int]]
+) -> Callable[[], None]:
+    """A client loop for a thread: a new connection per /rates request until ``stop``,
+    each (seconds, status) appended to ``timings`` (status 0: the connection failed)."""
+
+    def client() -> None:
+        while not stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+            started = time.monotonic()
+            try:
+                conn.request("GET", RATES)
+                status = conn.getresponse().status
+            except OSError:
+                status = 0
+            finally:
+                conn.close()
+            timings.append((time.monotonic() - started, status))
+
+    return client
+
+
 def test_outage_under_load_keeps_liveness_and_answers_503_in_time(
     own_server: EmbeddedPostgres,
 ) -> None:
@@ -180,20 +202,7 @@ def test_outage_under_load_keeps_liveness_and_answers_503_in_time(
     api = ApiServer(database.app, DB_POOL_TIMEOUT=str(pool_timeout))
     rates_timings: list[tuple[float, int]] = []
     stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
-            started = time.monotonic()
-            try:
-                conn.request("GET", RATES)
-                status = conn.getresponse().status
-            except OSError:
-                status = 0
-            finally:
-                conn.close()
-            rates_timings.append((time.monotonic() - started, status))
-
+    client = timed_client(api, stop, rates_timings)
     try:
         assert api.get(RATES).status_code == 200
         own_server.stop()
@@ -253,20 +262,7 @@ def test_a_hung_database_costs_requests_a_bounded_wait_then_503s(
     api = ApiServer(database.app, DB_STATEMENT_TIMEOUT=str(statement_timeout), DB_POOL_TIMEOUT="2")
     timings: list[tuple[float, int]] = []
     stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
-            started = time.monotonic()
-            try:
-                conn.request("GET", RATES)
-                status = conn.getresponse().status
-            except OSError:
-                status = 0
-            finally:
-                conn.close()
-            timings.append((time.monotonic() - started, status))
-
+    client = timed_client(api, stop, timings)
     pids: list[int] = []
     clients = [threading.Thread(target=client) for _ in range(20)]
     try:
