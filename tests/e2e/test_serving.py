@@ -149,7 +149,8 @@ def test_a_long_query_string_is_a_414_problem(api: ApiServer) -> None:
     [
         # a 100 KB query: the server's own limit answers before the application
         (b"GET /rates?q=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", {414}),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", {431}),
+        # hyper's limit is its buffer (128 KiB nominal, up to ~200 KiB as its reads grow)
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 400_000 + b"\r\n\r\n", {431}),
         (b"GARBAGE\r\n\r\n", {400}),
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", {400}),
         (b"GET / HTTP/9.1\r\nHost: x\r\n\r\n", {400, 505}),
