@@ -174,9 +174,11 @@ class EmbeddedPostgres:
             ][-2:]
             raise RuntimeError(f"{exc}\n" + "\n".join(reasons)) from None
 
-    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
-        """Stop the server: ``fast`` (clean), or ``immediate`` (as a crash would, for tests)."""
-        self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", mode, "stop")
+    def stop(self, mode: Literal["fast", "immediate"] = "fast", *, wait: bool = True) -> None:
+        """Stop the server: ``fast`` (clean), or ``immediate`` (as a crash would, for
+        tests). ``wait=False`` when a supervisor may start it again at once: pg_ctl's
+        wait would then watch the new postmaster and time out."""
+        self._pg("pg_ctl", "-D", str(self.datadir), "-w" if wait else "-W", "-m", mode, "stop")
 
     def restart(self) -> None:
         self._pg("pg_ctl", "-D", str(self.datadir), "-w", "-m", "fast", "restart")
