@@ -244,6 +244,13 @@ def _audit_anchor(conn: psycopg.Connection[Any], spec: str | None) -> int:
     return 0
 
 
+# The audit subcommands that give a login a read-only group: what each grants.
+_GRANTS = {
+    "grant-auditor": (audit.grant_auditor, "anchor and verify the audit trail"),
+    "grant-drill": (audit.grant_drill, "read the rates and the audit trail (drill)"),
+}
+
+
 def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     conninfo = Settings.from_env(env).database_url
     spec = getattr(args, "sink", None) or env.get("AUDIT_ANCHORS")
@@ -252,19 +259,13 @@ def _audit(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return _audit_verify(conn, spec)
         if args.audit_command == "anchor":
             return _audit_anchor(conn, spec)
-        if args.audit_command == "grant-auditor":
+        if args.audit_command in _GRANTS:
+            grant, may = _GRANTS[args.audit_command]
             try:
-                audit.grant_auditor(conn, args.principal)
+                grant(conn, args.principal)
             except ValueError as exc:
                 raise SettingsError(str(exc)) from None
-            print(f"dbaccess: {args.principal} may anchor and verify the audit trail")
-            return 0
-        if args.audit_command == "grant-drill":
-            try:
-                audit.grant_drill(conn, args.principal)
-            except ValueError as exc:
-                raise SettingsError(str(exc)) from None
-            print(f"dbaccess: {args.principal} may read the rates and the audit trail (drill)")
+            print(f"dbaccess: {args.principal} may {may}")
             return 0
         for line in audit.tail(conn, args.after):
             print(line)
