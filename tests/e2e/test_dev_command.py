@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -157,6 +159,38 @@ def command_line_settings(server: EmbeddedPostgres) -> set[tuple[str, str]]:
     return set(rows)
 
 
+class OutputWatcher:
+    """Collects a running process's output as it comes, so a test can wait for a line
+    the way a person watching the terminal would."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._process = process
+        self._lines: list[str] = []
+        self._thread = threading.Thread(target=self._collect, args=(process.stdout,))
+        self._thread.start()
+
+    def _collect(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.append(line)
+
+    def wait_for(self, text: str, count: int, within: float) -> None:
+        deadline = time.monotonic() + within
+        while sum(text in line for line in list(self._lines)) < count:
+            assert time.monotonic() < deadline, f"{text!r} not seen {count}x: {self.text}"
+            time.sleep(0.05)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._lines)
+
+    def interrupt(self) -> str:
+        os.killpg(self._process.pid, signal.SIGINT)
+        self._process.wait(timeout=60)
+        self._thread.join(timeout=10)
+        return self.text
+
+
 def seconds_until_rates_answer(base: str, within: float) -> float:
     """How long until `/rates` answers 200 again; fails after ``within`` seconds."""
     started = time.monotonic()
@@ -177,6 +211,7 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     shared_before = set(os.listdir(shared_tmp))
     pg_port, api_port = free_port(), free_port()
     process, base = run_dev(data_dir, pg_port, api_port, TMPDIR=str(private_tmp))
+    watcher = OutputWatcher(process)
     postgres = EmbeddedPostgres(data_dir / "postgres", pg_port)
     # The server's shared metrics live with the data, not in the temp dir.
     assert (data_dir / "metrics").is_dir()
@@ -212,8 +247,11 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     assert seconds_until_rates_answer(base, within=10) < 10
     assert postmaster_pid(postgres) not in (first_pid, second_pid)
     assert command_line_settings(postgres) == settings  # started again as `rates dev` did
+    # PostgreSQL accepts connections a moment before pg_ctl sees it ready; a Ctrl-C in
+    # that moment would (rightly) stop the restart, so wait for `rates dev` to report it.
+    watcher.wait_for("PostgreSQL is running again", count=2, within=10)
 
-    output = interrupt(process)
+    output = watcher.interrupt()
     assert process.returncode == 0, output
     assert "Traceback" not in output
     assert output.count("PostgreSQL is running again") == 2, output
