@@ -42,7 +42,11 @@ def _login(
         # Reads are single statements: autocommit saves a BEGIN/COMMIT round trip each.
         "autocommit": True,
         "application_name": APPLICATION_NAME,
-        "options": f"-c statement_timeout={statement_timeout_ms}",
+        # Generic plans: every query here is a primary-key range whose best plan does
+        # not depend on its parameters, and re-planning each execution (PostgreSQL's
+        # choice for `= ANY(array)` parameters) cost more CPU than running the query.
+        "options": f"-c statement_timeout={statement_timeout_ms}"
+        " -c plan_cache_mode=force_generic_plan",
         # A server that accepts connections but never answers must not hang a pool
         # worker (or a probe) for good.
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,

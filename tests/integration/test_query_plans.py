@@ -8,7 +8,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from flask import Flask
+from psycopg import sql
 
+from rates_platform.db import Database
 from rates_platform.rates import queries
 from rates_platform.rates.domain import Locations
 from tests.support import PreparedDatabase
@@ -18,33 +21,54 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [plan, *(node for child in plan.get("Plans", []) for node in plan_nodes(child))]
 
 
+def generic_plan(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> Any:
+    """The plan a pooled connection of the API runs: prepared, and generic."""
+    numbered = query
+    for position, name in enumerate(params, start=1):
+        numbered = numbered.replace(f"%({name})s", f"${position}")
+    conn.execute(sql.SQL("PREPARE totals AS {}").format(sql.SQL(numbered)))
+    values = sql.SQL(", ").join(sql.Literal(value) for value in params.values())
+    explain = sql.SQL("EXPLAIN (FORMAT JSON, ANALYZE) EXECUTE totals({})").format(values)
+    (raw,) = conn.execute(explain).fetchone()  # type: ignore[misc]
+    conn.execute("DEALLOCATE totals")
+    return (raw if isinstance(raw, list) else json.loads(raw))[0]["Plan"]
+
+
+def test_the_api_connections_plan_generically(app: Flask) -> None:
+    database: Database = app.extensions["database"]
+    mode = database.read(lambda conn: conn.execute("SHOW plan_cache_mode").fetchone())
+    assert mode == ("force_generic_plan",)
+
+
 @pytest.mark.parametrize(
-    ("origin", "destination"),
+    ("origin", "destination", "aggregates"),
     [
-        ("CNGGZ", "EETLL"),
-        ("china_main", "northern_europe"),
-        ("CNGGZ", "northern_europe"),
-        ("china_main", "NOOSL"),
+        ("CNGGZ", "EETLL", False),
+        ("china_main", "northern_europe", False),
+        ("CNGGZ", "northern_europe", True),
+        ("china_main", "NOOSL", True),
     ],
 )
 def test_every_shape_is_an_index_scan_of_the_totals_key(
-    sample_db: PreparedDatabase, origin: str, destination: str
+    sample_db: PreparedDatabase, origin: str, destination: str, aggregates: bool
 ) -> None:
-    with psycopg.connect(sample_db.app) as conn:
+    with psycopg.connect(sample_db.app, autocommit=True) as conn:
         orig, dest = Locations(*queries.locations(conn)).total_keys(origin, destination)
-        params = {
-            "orig": orig,
-            "dest": dest,
-            "date_from": date(2021, 1, 1),
-            "date_to": date(2021, 1, 31),
-        }
-        (raw,) = conn.execute(
-            "EXPLAIN (FORMAT JSON, ANALYZE) " + queries.DAILY_TOTALS, params
-        ).fetchone()
-    plan = (raw if isinstance(raw, list) else json.loads(raw))[0]["Plan"]
-    scans = [n for n in plan_nodes(plan) if "Scan" in n["Node Type"]]
+        query, params = queries.daily_totals_statement(
+            orig, dest, date(2021, 1, 1), date(2021, 1, 31)
+        )
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        plan = generic_plan(conn, query, params)
+        assert conn.execute(query, params).fetchall() == queries.daily_totals(
+            conn, orig, dest, date(2021, 1, 1), date(2021, 1, 31)
+        )
+    nodes = plan_nodes(plan)
+    scans = [n for n in nodes if "Scan" in n["Node Type"]]
     assert "Seq Scan" not in {n["Node Type"] for n in scans}
     index_reads = [n for n in scans if "Index Name" in n]
     assert {n["Index Name"] for n in index_reads} == {"daily_totals_pkey"}
+    assert "$1" in index_reads[0]["Index Cond"]  # generic: the same plan for every pair
+    # A single key pair's rows are already one per day: no aggregate to pay for.
+    assert any(n["Node Type"] == "Aggregate" for n in nodes) is aggregates
     # One row per day and key pair at most: the cost follows days asked for, not data size.
     assert index_reads[0]["Actual Rows"] <= 31 * len(orig) * len(dest)

@@ -17,6 +17,14 @@ DAILY_TOTALS = """
       AND day BETWEEN %(date_from)s AND %(date_to)s
     GROUP BY day
 """
+# One key pair (a lane, or two regions): its rows are already one per day, and
+# skipping the aggregate halves the query's server time.
+ONE_PAIR_DAILY_TOTALS = """
+    SELECT day, price_count, price_total
+    FROM daily_totals
+    WHERE orig_key = %(orig)s AND dest_key = %(dest)s
+      AND day BETWEEN %(date_from)s AND %(date_to)s
+"""
 
 
 def locations(conn: Connection) -> tuple[dict[str, str], dict[str, str | None]]:
@@ -26,9 +34,18 @@ def locations(conn: Connection) -> tuple[dict[str, str], dict[str, str | None]]:
     return ports, regions
 
 
+def daily_totals_statement(
+    orig: list[str], dest: list[str], date_from: date, date_to: date
+) -> tuple[str, dict[str, Any]]:
+    """The query (and its parameters) that answers these keys and dates."""
+    dates = {"date_from": date_from, "date_to": date_to}
+    if len(orig) == len(dest) == 1:
+        return ONE_PAIR_DAILY_TOTALS, {"orig": orig[0], "dest": dest[0], **dates}
+    return DAILY_TOTALS, {"orig": orig, "dest": dest, **dates}
+
+
 def daily_totals(
     conn: Connection, orig: list[str], dest: list[str], date_from: date, date_to: date
 ) -> list[tuple[date, int, int]]:
     """(day, number of prices, sum of prices) for each day that has prices."""
-    params = {"orig": orig, "dest": dest, "date_from": date_from, "date_to": date_to}
-    return conn.execute(DAILY_TOTALS, params).fetchall()
+    return conn.execute(*daily_totals_statement(orig, dest, date_from, date_to)).fetchall()
