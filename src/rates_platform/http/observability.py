@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from psycopg_pool import ConnectionPool
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_ENVIRON_KEY = "HTTP_X_REQUEST_ID"
 # Echo a caller's id only if it is short and plain, so it cannot forge log lines.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -51,15 +52,12 @@ def _route() -> str:
     return request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
 
 
-def _method() -> str:
-    return request.method if request.method in KNOWN_METHODS else "other"
-
-
 def _start() -> None:
-    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    environ = request.environ  # every request: the raw WSGI keys are cheapest
+    supplied = environ.get(_REQUEST_ID_ENVIRON_KEY, "")
     g.request_id = supplied if _SAFE_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
     g.started = time.perf_counter()
-    if len(request.query_string) > MAX_QUERY_STRING_BYTES:
+    if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_STRING_BYTES:
         abort(414)
 
 
@@ -79,22 +77,32 @@ def register(app: Flask, pool: ConnectionPool) -> None:
         POOL_IDLE.set(stats.get("pool_available", 0))
         POOL_WAITING.set(stats.get("requests_waiting", 0))
 
+    # The metric children per label set, looked up once: the labels are a closed set.
+    series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        route = _route()
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        method = _method()
-        REQUESTS.labels(method, route, str(response.status_code)).inc()
-        LATENCY.labels(method, route).observe(elapsed)
+        request_id = g.get("request_id", "")
+        route, method, status = _route(), request.method, response.status_code
+        response.headers[REQUEST_ID_HEADER] = request_id
+        labels = (method if method in KNOWN_METHODS else "other", route, status)
+        counted = series.get(labels)
+        if counted is None:
+            counted = series[labels] = (
+                REQUESTS.labels(labels[0], route, str(status)),
+                LATENCY.labels(labels[0], route),
+            )
+        counted[0].inc()
+        counted[1].observe(elapsed)
         refresh_pool_gauges(time.monotonic())
         _access_log.info(
             "request",
             extra={
-                "request_id": g.get("request_id"),
-                "method": request.method[:32],  # printable: werkzeug decodes it as latin-1
+                "request_id": request_id,
+                "method": method[:32],  # printable: werkzeug decodes it as latin-1
                 "route": route,
                 "path": request.path[:MAX_LOGGED_PATH_CHARS],
-                "status": response.status_code,
+                "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )

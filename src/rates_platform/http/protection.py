@@ -91,7 +91,7 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
     failing: dict[str, float] = {}
 
     def address() -> str:
-        forwarded = request.headers.get("X-Forwarded-For")
+        forwarded = request.environ.get("HTTP_X_FORWARDED_FOR")  # cheaper than .headers
         return "addr:" + client_address(request.remote_addr or "", forwarded, trusted)
 
     def charge_failure(limiter: RateLimiter) -> Response | None:
