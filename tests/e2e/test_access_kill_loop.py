@@ -34,10 +34,10 @@ GRANTS_PER_ROUND = 2
 SEED = int(os.environ.get("ACCESS_KILL_SEED", "20261128"))
 
 
-@pytest.fixture(scope="module")
-def adb() -> Iterator[AccessDb]:
-    with access_server(18) as server:
-        yield prepare_access_db(server, 18)
+@pytest.fixture(scope="module", params=[16, 18])  # 16: Azure's version
+def adb(request: pytest.FixtureRequest) -> Iterator[AccessDb]:
+    with access_server(request.param) as server:
+        yield prepare_access_db(server, request.param)
 
 
 def job_env(adb: AccessDb, person: Person) -> dict[str, str]:

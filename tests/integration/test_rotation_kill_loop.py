@@ -31,9 +31,9 @@ ROUNDS = 10  # 3 runs each: 30 `rotate --now` processes
 GRACE_SECONDS = 1.0
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[PreparedDatabase]:
-    server = start_server(tmp_path / "pg")
+@pytest.fixture(params=["16", "18"])  # 16: Azure's version
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PreparedDatabase]:
+    server = start_server(tmp_path / "pg", version=request.param)
     try:
         yield prepare_database(server, "rates")
     finally:
