@@ -8,6 +8,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from rates_platform.dbaccess import audit
+from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN
 from rates_platform.dbaccess.secrets import CURRENT, PENDING, PREVIOUS, LocalFileStore, with_stage
 
 SECRET = "rates-db-app"  # noqa: S105 - the secret's name
@@ -64,3 +65,26 @@ def assert_rotation_invariants(admin: str, server: str, store: LocalFileStore) -
             continue
         discarded_works = logs_in(server, **version["value"])
         assert not discarded_works, f"discarded version {version['version_id']} logs in"
+
+
+def connects(server: str, username: str, password: str) -> bool:
+    try:
+        with psycopg.connect(
+            make_conninfo(server, user=username, password=password), connect_timeout=5
+        ):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def assert_rotator_login_invariants(server: str, store: LocalFileStore) -> str:
+    """After a completed run: the rotator's newest current password (what the next run
+    uses) logs in, none is left pending, and no older one logs in. Returns its version."""
+    versions = store._load()[ROTATOR_LOGIN]
+    assert not [v for v in versions if PENDING in v["stages"]], "a rerun left it pending"
+    current = with_stage(store, ROTATOR_LOGIN, CURRENT)
+    assert current is not None
+    assert connects(server, **current.value), "the rotator's own login does not log in"
+    older = [v for v in versions if v["version_id"] != current.version_id]
+    assert not [v for v in older if connects(server, **v["value"])], "an old password works"
+    return current.version_id

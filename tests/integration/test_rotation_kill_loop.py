@@ -2,8 +2,9 @@
 
 Each round: two runs back to back (the second inside the first's grace), each killed at
 a random instant (or finishing first), then a rerun after the grace that must complete
-and leave every invariant of tests.rotation_checks. The seed is printed; set
-KILL_LOOP_SEED to replay a run.
+and leave every invariant of tests.rotation_checks. The rotation period is short enough
+that the runs also change the rotator's own password (one slot, no grace), so the kills
+land in that too. The seed is printed; set KILL_LOOP_SEED to replay a run.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from psycopg.conninfo import make_conninfo
 from rates_platform.dbaccess.bootstrap import bootstrap
 from rates_platform.dbaccess.rotation import RotationPolicy
 from rates_platform.dbaccess.secrets import LocalFileStore
-from tests.rotation_checks import assert_rotation_invariants
+from tests.rotation_checks import assert_rotation_invariants, assert_rotator_login_invariants
 from tests.support import PreparedDatabase, prepare_database, start_server
 
 ROUNDS = 10  # 3 runs each: 30 `rotate --now` processes
 GRACE_SECONDS = 1.0
+OWN_LOGIN_PERIOD_SECONDS = 1.5
 
 
 @pytest.fixture(params=["16", "18"])  # 16: Azure's version
@@ -56,11 +58,14 @@ def test_sigkilled_rotations_always_leave_a_working_current_credential(
         "DB_SECRET_STORE": f"file:{store.path}",
         "DBACCESS_LOGIN": "rates-db-rotator",
         "ROTATION_GRACE_SECONDS": str(GRACE_SECONDS),
+        # The rotator's own login is due again after this long (the API's is forced).
+        "ROTATION_PERIOD_DAYS": str(OWN_LOGIN_PERIOD_SECONDS / 86400),
         "DB_POOL_MAX_LIFETIME": "0.5",
         "DB_CREDENTIAL_TTL": "0.2",
     }
     command = [sys.executable, "-m", "rates_platform.dbaccess.cli", "rotate", "--now"]
     killed = 0
+    own_logins: set[str] = set()
     for round_no in range(ROUNDS):
         for _pair in range(2):  # the second starts inside the first one's grace
             run = subprocess.Popen(
@@ -81,5 +86,7 @@ def test_sigkilled_rotations_always_leave_a_working_current_credential(
             time.sleep(0.2)
         assert rerun.returncode == 0, f"round {round_no}: {rerun.stderr}"
         assert_rotation_invariants(db.admin, server, store)
-    print(f"{killed} of {2 * ROUNDS} runs were killed")
+        own_logins.add(assert_rotator_login_invariants(server, store))
+    print(f"{killed} of {2 * ROUNDS} runs were killed; {len(own_logins)} rotator passwords")
     assert killed >= ROUNDS // 2  # the loop did kill, not just wait
+    assert len(own_logins) >= ROUNDS // 2  # and the rotator's own password did change
