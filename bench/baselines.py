@@ -4,6 +4,8 @@ hello   a bare Flask hello: the framework's own ceiling, under gunicorn gthread 
         and under the server the service uses (granian)
 naive   /rates answered the way the original service did: per request, one
         AVG ... GROUP BY day over prices, on one connection per worker
+bare    our RatesService (same pool, queries and domain) behind a raw WSGI callable:
+        no Flask, no request id, metrics or log line; what the HTTP layer costs
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import threading
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
 import psycopg
 from flask import Flask, request
 
@@ -70,3 +74,35 @@ def naive_rates() -> dict[str, Any]:
             {"day": day.isoformat(), "price": average if count >= 3 else None, "count": count}
         )
     return {"rates": rates}
+
+
+_bare_service: Any = None
+_bare_lock = threading.Lock()
+
+
+def bare(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """GET /rates through our service alone: parsing, locations, the pooled query and
+    the day series, serialised with orjson; anything else is the client's problem."""
+    global _bare_service  # noqa: PLW0603 - built once per worker, on first use
+    with _bare_lock:
+        if _bare_service is None:
+            _bare_service = _service()
+    series = _bare_service.daily_rates(dict(parse_qsl(environ.get("QUERY_STRING", ""))))
+    body = orjson.dumps(
+        {"rates": [{"day": r.day.isoformat(), "price": r.price, "count": r.count} for r in series]}
+    )
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
+def _service() -> Any:
+    from rates_platform.db import Database, Outage, make_pool  # noqa: PLC0415
+    from rates_platform.rates.service import RatesService  # noqa: PLC0415
+    from rates_platform.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    outage = Outage()
+    pool = make_pool(settings, outage=outage)
+    pool.open(wait=True)
+    database = Database(pool, outage, settings.pool_timeout, settings.statement_timeout)
+    return RatesService(database, settings.max_range_days)

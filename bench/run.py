@@ -75,6 +75,8 @@ GRANIAN_2X2 = [
 HELLO_GUNICORN = "hello, gunicorn gthread 2x2"
 HELLO_GRANIAN = "hello, granian 2x2"
 NAIVE = "naive /rates (mixed)"
+BARE = "our service, raw WSGI (mixed)"
+REFERENCE_SCENARIOS = (HELLO_GUNICORN, HELLO_GRANIAN, NAIVE, BARE)
 # What issue 8 asks of the sample run (see README, Performance).
 MIN_MIXED_TO_GUNICORN_HELLO = 0.7
 MIN_MIXED_TO_NAIVE = 5.0
@@ -87,8 +89,9 @@ BENCH_RATE_LIMIT = "5000/second;300000/minute"
 MIN_LIMITED_TO_UNLIMITED = 0.95
 # The targets' ratios come from servers measured in alternation (A B B A, half the
 # duration each), round after round, and the median round counts: a single pass put
-# the same build anywhere from 0.86x to 0.97x on this shared machine.
-PAIRED_ROUNDS = 3
+# the same build anywhere from 0.86x to 0.97x on this shared machine, and two
+# identical servers 0.92x to 1.06x apart.
+PAIRED_ROUNDS = 5
 MIXED_TO_GUNICORN = "mixed / hello under gunicorn"
 LIMITED_TO_UNLIMITED = "mixed with RATE_LIMIT / without"
 
@@ -344,6 +347,7 @@ def run_dataset(
                 "granian": measure_reference(HELLO_GRANIAN, GRANIAN_2X2, "hello", ["/"]),
                 "naive": measure_reference(NAIVE, GUNICORN_2X2, "naive", sets["mixed"]),
             }
+            measure_reference(BARE, GRANIAN_2X2, "bare", sets["mixed"])
         for result in results:
             rps = result.requests_per_second
             result.ratio_to_hello = round(rps / hello.requests_per_second, 3)
@@ -436,7 +440,9 @@ def check_targets(run: dict[str, object]) -> list[str]:
     results = {r["scenario"]: r for r in run["results"]}  # type: ignore[attr-defined]
     mixed = results["mixed"]
     ours = [
-        r for r in results.values() if r["scenario"] not in (HELLO_GUNICORN, HELLO_GRANIAN, NAIVE)
+        r
+        for r in results.values()
+        if r["scenario"] not in (HELLO_GUNICORN, HELLO_GRANIAN, NAIVE, BARE)
     ]
     paired: dict[str, list[float]] = run.get("paired_ratios") or {}  # type: ignore[assignment]
 
