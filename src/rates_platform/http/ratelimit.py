@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage
@@ -220,8 +220,7 @@ class Lease:
     expires_at: float
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):  # one per limited request: a tuple is the cheapest record
     """What one request used: allowed or not, and the header fields that say so."""
 
     allowed: bool
@@ -241,6 +240,7 @@ class Policy:
         self.items: Sequence[RateLimitItem] = parse_many(spec)
         self.names = [_policy_name(item) for item in self.items]
         self.leases = [max(1, item.amount // LEASE_FRACTION) for item in self.items]
+        self.amounts = [item.amount for item in self.items]
         # limits' key for each window around the identity, split once: joining three
         # strings per request is a fifth of the cost of calling key_for.
         self.keys = [tuple(item.key_for("\x00").split("\x00")) for item in self.items]
@@ -282,7 +282,7 @@ class RateLimiter:
                 lease = self._leases.get(key)
                 if lease is not None and lease.tokens > 0 and now < lease.expires_at:
                     lease.tokens -= 1
-                    left = policy.items[i].amount - lease.count + lease.tokens
+                    left = policy.amounts[i] - lease.count + lease.tokens
                     used[i] = (left, lease.expires_at)
                 else:
                     asks.append(i)
@@ -313,7 +313,7 @@ class RateLimiter:
 
     @staticmethod
     def _verdict(policy: Policy, used: list[tuple[int, float]]) -> Verdict:
-        now = time.time()
+        now = time.time()  # after any take: its window ends a second from then, not before
         tightest: tuple[int, int, str] | None = None  # remaining, reset seconds, name
         refused, retry_after = "", 0
         for name, item, (remaining, expires_at) in zip(
