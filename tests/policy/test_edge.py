@@ -77,6 +77,13 @@ def _rules(nsg: dict[str, Any], local_values: dict[str, Any]) -> list[dict[str, 
     return rules
 
 
+def _security_rules(root: Path, direction: str) -> list[dict[str, Any]]:
+    """The apps subnet's security rules of one direction, dynamic ones expanded."""
+    bodies, local_values = _edge(root)
+    rules = _rules(bodies.get("azurerm_network_security_group", {}), local_values)
+    return [r for r in rules if r.get("direction") == direction]
+
+
 def check_gateway(root: Path = policy.INFRA) -> list[str]:
     problems = []
     module = _edge_module(root)
@@ -111,9 +118,7 @@ def check_gateway(root: Path = policy.INFRA) -> list[str]:
 
 def check_ingress_locked(root: Path = policy.INFRA) -> list[str]:
     problems = []
-    bodies, local_values = _edge(root)
-    rules = _rules(bodies.get("azurerm_network_security_group", {}), local_values)
-    inbound = [r for r in rules if r.get("direction") == "Inbound"]
+    inbound = _security_rules(root, "Inbound")
     allowed = [r for r in inbound if r.get("access") == "Allow"]
     if any(r.get("source_address_prefix") in OPEN for r in allowed):
         problems.append("edge: an inbound rule allows the internet")
@@ -140,9 +145,7 @@ def check_ingress_locked(root: Path = policy.INFRA) -> list[str]:
 
 def check_egress_deny_by_default(root: Path = policy.INFRA) -> list[str]:
     problems = []
-    bodies, local_values = _edge(root)
-    rules = _rules(bodies.get("azurerm_network_security_group", {}), local_values)
-    outbound = [r for r in rules if r.get("direction") == "Outbound"]
+    outbound = _security_rules(root, "Outbound")
     for rule in outbound:
         if rule.get("access") == "Allow" and rule.get("destination_address_prefix") not in (
             ALLOWED_EGRESS
