@@ -233,11 +233,7 @@ def test_the_rotator_cannot_write_the_credential_functions_events(
             " AND event_type = %s",
             (event.value,),
         ).fetchone()
-    if transitional:
-        pytest.skip(
-            "migration 0008 (credential functions) not present: 0007 still lets "
-            "rates_rotator write rotation.set/retire"
-        )
+    assert transitional is None, "the rotator may write an event only the functions write"
     with (
         psycopg.connect(rotator_login(fresh_db)) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"may not write {event}"),
