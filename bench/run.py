@@ -302,14 +302,7 @@ def run_dataset(
 
     def measure(name: str, paths: list[str], connections: int, base: str = "") -> Result:
         raw = wrk(wrk_bin, base or api.base, paths, connections, args.duration)
-        result = Result(
-            name,
-            connections,
-            round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
-            raw["p50_us"] / 1000,
-            raw["p99_us"] / 1000,
-            raw["non_2xx"] + raw["socket_errors"],
-        )
+        result = summed(name, connections, [raw])
         results.append(result)
         print(
             f"  {label} {name} c={connections}: {result.requests_per_second:.0f} req/s",
@@ -439,11 +432,7 @@ def check_targets(run: dict[str, object]) -> list[str]:
     """The sample run's targets, each as a line saying whether it holds."""
     results = {r["scenario"]: r for r in run["results"]}  # type: ignore[attr-defined]
     mixed = results["mixed"]
-    ours = [
-        r
-        for r in results.values()
-        if r["scenario"] not in (HELLO_GUNICORN, HELLO_GRANIAN, NAIVE, BARE)
-    ]
+    ours = [r for r in results.values() if r["scenario"] not in REFERENCE_SCENARIOS]
     paired: dict[str, list[float]] = run.get("paired_ratios") or {}  # type: ignore[assignment]
 
     def median_of(name: str, target: float, text: str) -> list[tuple[str, bool]]:

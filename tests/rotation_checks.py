@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from rates_platform.dbaccess import audit
+from rates_platform.dbaccess import audit, rotation
 from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN
 from rates_platform.dbaccess.secrets import CURRENT, PENDING, PREVIOUS, LocalFileStore, with_stage
 
@@ -68,13 +68,7 @@ def assert_rotation_invariants(admin: str, server: str, store: LocalFileStore) -
 
 
 def connects(server: str, username: str, password: str) -> bool:
-    try:
-        with psycopg.connect(
-            make_conninfo(server, user=username, password=password), connect_timeout=5
-        ):
-            return True
-    except psycopg.OperationalError:
-        return False
+    return rotation.logs_in(make_conninfo(server, user=username, password=password))
 
 
 def assert_rotator_login_invariants(server: str, store: LocalFileStore) -> str:

@@ -168,7 +168,7 @@ def make_pool(
 def connect(settings: Settings) -> psycopg.Connection[Any]:
     """One connection outside the pool, logged in exactly as the pool's are."""
     kwargs, connection_class = _login(settings)
-    return connection_class.connect(settings.database_url, **{**kwargs(), "connect_timeout": 5})
+    return connection_class.connect(settings.database_url, **kwargs())
 
 
 # A request waits for a connection in slices this long, so an outage that begins

@@ -58,7 +58,7 @@ PASSED, FAILED, INCONCLUSIVE = 0, 1, 3
 # rates_dr_drill (migration 0011) may do. The Azure drill's identity is made its member
 # (`dbaccess audit grant-drill`); locally the restored copy is checked as this login.
 DRILL_LOGIN = "rates_drill"
-DRILL_ROLE = "rates_dr_drill"
+DRILL_ROLE = audit.DRILL_GROUP
 OK = 200
 
 

@@ -241,6 +241,7 @@ class Policy:
         self.names = [_policy_name(item) for item in self.items]
         self.leases = [max(1, item.amount // LEASE_FRACTION) for item in self.items]
         self.amounts = [item.amount for item in self.items]
+        self.expiries = [item.get_expiry() for item in self.items]
         # limits' key for each window around the identity, split once: joining three
         # strings per request is a fifth of the cost of calling key_for.
         self.keys = [tuple(item.key_for("\x00").split("\x00")) for item in self.items]
@@ -289,12 +290,7 @@ class RateLimiter:
         if asks:
             taken = self._storage.take_many(
                 [
-                    Ask(
-                        keys[i],
-                        policy.items[i].get_expiry(),
-                        policy.leases[i],
-                        policy.items[i].amount,
-                    )
+                    Ask(keys[i], policy.expiries[i], policy.leases[i], policy.amounts[i])
                     for i in asks
                 ]
             )
@@ -304,7 +300,7 @@ class RateLimiter:
                 for i, got in zip(asks, taken, strict=True):
                     if got.granted:
                         self._leases[keys[i]] = Lease(got.granted - 1, got.count, got.expires_at)
-                        left = policy.items[i].amount - got.count + got.granted - 1
+                        left = policy.amounts[i] - got.count + got.granted - 1
                         used[i] = (left, got.expires_at)
                     else:
                         self._leases.pop(keys[i], None)
