@@ -64,6 +64,11 @@ def test_sigkilled_rotations_always_leave_a_working_current_credential(
         "DB_CREDENTIAL_TTL": "0.2",
     }
     command = [sys.executable, "-m", "rates_platform.dbaccess.cli", "rotate", "--now"]
+    # Kill instants are drawn over the span of a whole run as measured on this machine
+    # now: fixed seconds would miss every run on a fast one and kill too early on a slow one.
+    started = time.monotonic()
+    subprocess.run(command, env=env, capture_output=True, check=True)
+    span = time.monotonic() - started
     killed = 0
     own_logins: set[str] = set()
     for round_no in range(ROUNDS):
@@ -72,7 +77,7 @@ def test_sigkilled_rotations_always_leave_a_working_current_credential(
                 command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
             try:
-                run.wait(timeout=chance.uniform(0.3, 2.0))
+                run.wait(timeout=chance.uniform(0.1, 1.5) * span)  # some finish
             except subprocess.TimeoutExpired:
                 run.send_signal(signal.SIGKILL)
                 run.wait()
