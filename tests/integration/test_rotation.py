@@ -13,15 +13,16 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from rates_platform.dbaccess.bootstrap import bootstrap
+from rates_platform.dbaccess.bootstrap import ROTATOR_LOGIN, bootstrap
+from rates_platform.dbaccess.cli import connection_from_env, write_metrics
 from rates_platform.dbaccess.cli import main as dbaccess_main
-from rates_platform.dbaccess.cli import write_metrics
 from rates_platform.dbaccess.rotation import (
     ROTATION_LOCK,
     RotationBusy,
     RotationFailed,
     RotationPolicy,
     Rotator,
+    login_conninfo,
     logs_in,
 )
 from rates_platform.dbaccess.secrets import (
@@ -33,6 +34,7 @@ from rates_platform.dbaccess.secrets import (
     with_stage,
 )
 from rates_platform.devdb import EmbeddedPostgres
+from tests.rotation_checks import assert_rotator_login_invariants
 from tests.support import PreparedDatabase, prepare_database, start_server
 
 SLOTS = {"rates_app_a", "rates_app_b"}
@@ -541,3 +543,43 @@ def test_a_second_rotation_keeps_the_first_ones_full_grace(
     assert datetime.now(UTC) >= retire_after  # the second rotation waited for it
     assert not can_read(previous)  # then it was retired
     assert can_read(login(db, store))
+
+
+def test_a_run_dying_once_the_rotators_own_password_changed_leaves_it_able_to_log_in(
+    db: PreparedDatabase, store: LocalFileStore
+) -> None:
+    """The one-slot window: the server has the new password, the store still calls it
+    pending. The command's way in (the pending version) works, and the rerun finishes."""
+    policy = RotationPolicy()
+    bootstrap(db.migrator, store, server_of(db), policy)
+    env = {"DATABASE_URL": server_of(db), "DBACCESS_LOGIN": ROTATOR_LOGIN}
+    now = [datetime.now(UTC) + policy.period + timedelta(minutes=1)]
+
+    def advance(seconds: float) -> None:  # a grace waited out on this clock, not the wall's
+        now[0] += timedelta(seconds=seconds)
+
+    before = with_stage(store, ROTATOR_LOGIN, CURRENT)
+
+    def crash(step: str) -> None:
+        if step == "own-login":
+            raise Crash
+
+    dying = Rotator(
+        store,
+        connection_from_env(env, store),
+        policy,
+        clock=lambda: now[0],
+        on_step=crash,
+        sleep=advance,
+        own_login=ROTATOR_LOGIN,
+    )
+    with pytest.raises(Crash):
+        dying.run(force=False)
+    assert before is not None and not logs_in(login_conninfo(server_of(db), before.login()))
+    conninfo = connection_from_env(env, store)  # falls back to the pending version
+    assert logs_in(conninfo)
+    rerun = Rotator(
+        store, conninfo, policy, clock=lambda: now[0], sleep=advance, own_login=ROTATOR_LOGIN
+    )
+    assert rerun.run(force=False).endswith("rotated its own login")
+    assert_rotator_login_invariants(server_of(db), store)
