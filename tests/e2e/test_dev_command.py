@@ -167,7 +167,7 @@ class OutputWatcher:
         assert process.stdout is not None
         self._process = process
         self._lines: list[str] = []
-        self._thread = threading.Thread(target=self._collect, args=(process.stdout,))
+        self._thread = threading.Thread(target=self._collect, args=(process.stdout,), daemon=True)
         self._thread.start()
 
     def _collect(self, stream: IO[str]) -> None:
@@ -212,59 +212,68 @@ def test_dev_revives_postgres_refuses_a_second_instance_and_leaves_nothing(
     pg_port, api_port = free_port(), free_port()
     process, base = run_dev(data_dir, pg_port, api_port, TMPDIR=str(private_tmp))
     watcher = OutputWatcher(process)
-    postgres = EmbeddedPostgres(data_dir / "postgres", pg_port)
-    # The server's shared metrics live with the data, not in the temp dir.
-    assert (data_dir / "metrics").is_dir()
-    assert not list(private_tmp.glob("rates-metrics-*"))
+    try:
+        postgres = EmbeddedPostgres(data_dir / "postgres", pg_port)
+        # The server's shared metrics live with the data, not in the temp dir.
+        assert (data_dir / "metrics").is_dir()
+        assert not list(private_tmp.glob("rates-metrics-*"))
 
-    # A second `make run` on the same data, same ports: refused before touching anything.
-    started = time.monotonic()
-    second = subprocess.run(
-        dev_command(data_dir, pg_port),
-        cwd=ROOT,
-        env=dev_env(api_port, TMPDIR=str(private_tmp)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert time.monotonic() - started < 10
-    assert second.returncode != 0
-    lines = (second.stdout + second.stderr).strip().splitlines()
-    assert len(lines) == 1, lines
-    assert f"pid {process.pid}" in lines[0] and str(data_dir) in lines[0], lines[0]
-    assert postgres.running
-    assert requests.get(base + EXAMPLE, timeout=5).status_code == 200
+        # A second `make run` on the same data, same ports: refused before touching anything.
+        started = time.monotonic()
+        second = subprocess.run(
+            dev_command(data_dir, pg_port),
+            cwd=ROOT,
+            env=dev_env(api_port, TMPDIR=str(private_tmp)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert time.monotonic() - started < 10
+        assert second.returncode != 0
+        lines = (second.stdout + second.stderr).strip().splitlines()
+        assert len(lines) == 1, lines
+        assert f"pid {process.pid}" in lines[0] and str(data_dir) in lines[0], lines[0]
+        assert postgres.running
+        assert requests.get(base + EXAMPLE, timeout=5).status_code == 200
 
-    # PostgreSQL dies, as by a crash: an immediate shutdown, then a killed postmaster.
-    settings = command_line_settings(postgres)
-    first_pid = postmaster_pid(postgres)
-    postgres.stop(mode="immediate", wait=False)  # `rates dev` may restart it at once
-    assert seconds_until_rates_answer(base, within=10) < 10
-    second_pid = postmaster_pid(postgres)
-    assert second_pid != first_pid
-    os.kill(second_pid, signal.SIGKILL)
-    assert seconds_until_rates_answer(base, within=10) < 10
-    assert postmaster_pid(postgres) not in (first_pid, second_pid)
-    assert command_line_settings(postgres) == settings  # started again as `rates dev` did
-    # PostgreSQL accepts connections a moment before pg_ctl sees it ready; a Ctrl-C in
-    # that moment would (rightly) stop the restart, so wait for `rates dev` to report it.
-    watcher.wait_for("PostgreSQL is running again", count=2, within=10)
+        # PostgreSQL dies, as by a crash: an immediate shutdown, then a killed postmaster.
+        settings = command_line_settings(postgres)
+        first_pid = postmaster_pid(postgres)
+        postgres.stop(mode="immediate", wait=False)  # `rates dev` may restart it at once
+        assert seconds_until_rates_answer(base, within=10) < 10
+        second_pid = postmaster_pid(postgres)
+        assert second_pid != first_pid
+        os.kill(second_pid, signal.SIGKILL)
+        assert seconds_until_rates_answer(base, within=10) < 10
+        assert postmaster_pid(postgres) not in (first_pid, second_pid)
+        assert command_line_settings(postgres) == settings  # started again as `rates dev` did
+        # PostgreSQL accepts connections a moment before pg_ctl sees it ready; a Ctrl-C in
+        # that moment would (rightly) stop the restart, so wait for `rates dev` to report it.
+        watcher.wait_for("PostgreSQL is running again", count=2, within=10)
 
-    output = watcher.interrupt()
-    assert process.returncode == 0, output
-    assert "Traceback" not in output
-    assert output.count("PostgreSQL is running again") == 2, output
-    assert not postgres.running
-    with pytest.raises(requests.ConnectionError):  # the server stopped too
-        requests.get(base + "/healthz", timeout=2)
-    assert list(private_tmp.iterdir()) == []
-    # Nor in the shared one, for what ignores TMPDIR: PostgreSQL's socket and its lock
-    # (named by our port; a rates-* directory there may be another process's).
-    ours = (str(pg_port), str(api_port))
-    new_entries = set(os.listdir(shared_tmp)) - shared_before
-    assert {name for name in new_entries if any(mark in name for mark in ours)} == set()
-    assert not (data_dir / "metrics").exists()
+        output = watcher.interrupt()
+        assert process.returncode == 0, output
+        assert "Traceback" not in output
+        assert output.count("PostgreSQL is running again") == 2, output
+        assert not postgres.running
+        with pytest.raises(requests.ConnectionError):  # the server stopped too
+            requests.get(base + "/healthz", timeout=2)
+        assert list(private_tmp.iterdir()) == []
+        # Nor in the shared one, for what ignores TMPDIR: PostgreSQL's socket and its lock
+        # (named by our port; a rates-* directory there may be another process's).
+        ours = (str(pg_port), str(api_port))
+        new_entries = set(os.listdir(shared_tmp)) - shared_before
+        assert {name for name in new_entries if any(mark in name for mark in ours)} == set()
+        assert not (data_dir / "metrics").exists()
+
+    finally:  # a failed assertion must not leave `rates dev` (or its database) running
+        if process.poll() is None:
+            process.terminate()  # its graceful stop, which stops PostgreSQL too
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_dev_interrupted_while_setting_up_stops_postgres_and_the_next_run_serves(
