@@ -114,7 +114,7 @@ def register(app: Flask, settings: Settings, database: Database) -> None:
                     "Requests must come through the API's gateway.",
                 )
         principal: Principal | None = None
-        scope = REQUIRED_SCOPES.get(request.endpoint or "") if authenticator else None
+        scope = REQUIRED_SCOPES.get(request.endpoint or "") if authenticator is not None else None
         if authenticator is not None and scope is not None:
             if address_limiter is not None and failing.get(address(), 0.0) > time.monotonic():
                 return charge_failure(address_limiter)
