@@ -20,6 +20,5 @@ def hello() -> dict[str, Any]:
 def rates() -> dict[str, Any]:
     service: RatesService = current_app.extensions["rates_service"]
     series = service.daily_rates(request.args)
-    return {
-        "rates": [{"day": r.day.isoformat(), "price": r.price, "count": r.count} for r in series]
-    }
+    # Days as they are: the app's JSON provider writes them as YYYY-MM-DD.
+    return {"rates": [{"day": r.day, "price": r.price, "count": r.count} for r in series]}
