@@ -37,15 +37,9 @@ def locations(conn: Connection) -> tuple[dict[str, str], dict[str, str | None]]:
 def daily_totals_statement(
     orig: list[str], dest: list[str], date_from: date, date_to: date
 ) -> tuple[str, dict[str, Any]]:
-    """The query (and its parameters) that answers these keys and dates."""
+    """The query (and its parameters) whose rows are (day, number of prices, sum of
+    prices) for each day that has prices, for these keys and dates."""
     dates = {"date_from": date_from, "date_to": date_to}
     if len(orig) == len(dest) == 1:
         return ONE_PAIR_DAILY_TOTALS, {"orig": orig[0], "dest": dest[0], **dates}
     return DAILY_TOTALS, {"orig": orig, "dest": dest, **dates}
-
-
-def daily_totals(
-    conn: Connection, orig: list[str], dest: list[str], date_from: date, date_to: date
-) -> list[tuple[date, int, int]]:
-    """(day, number of prices, sum of prices) for each day that has prices."""
-    return conn.execute(*daily_totals_statement(orig, dest, date_from, date_to)).fetchall()

@@ -31,7 +31,7 @@ class RatesService:
         """Validate the query, then average prices per day; raises InvalidRatesQuery."""
         query = parse_rates_query(params, self._max_range_days)
         orig, dest = self.locations().total_keys(query.origin, query.destination)
-        totals = self._db.read(
-            lambda conn: queries.daily_totals(conn, orig, dest, query.date_from, query.date_to)
+        totals = self._db.rows(
+            *queries.daily_totals_statement(orig, dest, query.date_from, query.date_to)
         )
         return daily_series(query, totals)
