@@ -32,6 +32,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def skip_unshown_record_fields() -> None:
+    """Stop log records collecting what the JSON lines never show: the caller's file and
+    line (a stack walk per record), the thread and the process. These are the logging
+    module's documented optimisations; they halve the cost of an access line."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """dictConfig for every process of the server: JSON lines on stdout."""
     json_to_stdout = {"handlers": ["stdout"], "propagate": False}

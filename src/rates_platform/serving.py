@@ -3,7 +3,7 @@
 Granian's HTTP layer is Rust (hyper on tokio): connections, slow headers and idle
 keep-alives cost no Python thread, so slow or silent clients cannot starve the
 WSGI threads, and the framing work that gunicorn did in Python is gone from the hot
-path. Each worker process builds its own app (``create_app``), so each has its own
+path. Each worker process builds its own app (``create_worker_app``), so each has its own
 connection pool. The main process audits the start and the stop, owns the
 directories the workers share (Prometheus multiprocess files, rate-limit counters),
 and serves /metrics on the internal listener only (METRICS_HOST:METRICS_PORT).
@@ -110,7 +110,7 @@ def build_server(settings: Settings) -> MPServer:
     and connection pool, as the GIL build of CPython wants.
     """
     return MPServer(
-        "rates_platform.app:create_app",
+        "rates_platform.app:create_worker_app",
         factory=True,
         interface=Interfaces.WSGI,
         # HTTP/1.1 only: in "auto" mode granian waits for a connection's first bytes
