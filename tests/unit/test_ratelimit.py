@@ -20,6 +20,7 @@ from limits.strategies import FixedWindowRateLimiter
 from rates_platform.http import protection
 from rates_platform.http.ratelimit import (
     DIRECTORY_VARIABLE,
+    LEASE_FRACTION,
     Ask,
     Policy,
     RateLimiter,
@@ -107,7 +108,7 @@ def _spend(directory: str, attempts: int, allowed: Any) -> None:
 
 
 def test_leases_never_admit_more_than_the_quota_across_processes(tmp_path: Path) -> None:
-    """3 processes, 600 attempts each, 1000 allowed a minute, leases of 10."""
+    """3 processes, 600 attempts each, 1000 allowed a minute, leases of 1000 / LEASE_FRACTION."""
     context = multiprocessing.get_context("spawn")
     allowed = context.Value("i", 0)
     workers = [context.Process(target=_spend, args=(str(tmp_path), 600, allowed)) for _ in range(3)]
@@ -116,8 +117,9 @@ def test_leases_never_admit_more_than_the_quota_across_processes(tmp_path: Path)
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
-    # Never more than the quota; at most one unspent lease (9) per process short of it.
-    assert 1000 - 3 * 9 <= allowed.value <= 1000
+    # Never more than the quota; at most one unspent lease per process short of it.
+    unspent = 1000 // LEASE_FRACTION - 1
+    assert 1000 - 3 * unspent <= allowed.value <= 1000
 
 
 def test_headers_and_refusal(tmp_path: Path) -> None:

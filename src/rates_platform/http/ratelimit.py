@@ -6,10 +6,10 @@ across processes and threads; nothing survives the instance, which is what
 per-instance limits want (the gateway limits across instances). limits' memory
 storage would count per process, so N workers would allow N times the limit.
 
-Each worker takes quota from the file in leases of 1 % of a window's quota (at least
+Each worker takes quota from the file in leases of 4 % of a window's quota (at least
 one request) and spends them in memory: with a large quota most requests cost a dict
 lookup, with a small one every request writes (one UPSERT for all its windows, about
-25 us). Never more than the quota is admitted; a client may be refused up to 1 % early
+25 us). Never more than the quota is admitted; a client may be refused up to 4 % early
 per other worker holding an unspent lease. Writers take turns on an ``flock``: the
 kernel hands it over at once, where SQLite's own busy handler sleeps (stalls of up to
 0.45 s were measured under contention).
@@ -43,7 +43,7 @@ PURGE_INTERVAL_SECONDS = 30.0
 # Seconds a writer waits for another process's UPSERT (microseconds each) before failing.
 BUSY_TIMEOUT_SECONDS = 2.0
 # A worker takes this share of a window's quota at a time (at least one request).
-LEASE_FRACTION = 100
+LEASE_FRACTION = 25
 # Past this many leases a worker drops them all (unspent leases are simply not used).
 MAX_LEASES = 10_000
 # limits' plain counters (incr) take whatever is asked: no quota caps them.
