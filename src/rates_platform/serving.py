@@ -24,6 +24,7 @@ from granian.server import MPServer
 from rates_platform.dbaccess import audit
 from rates_platform.dbaccess.audit import Event
 from rates_platform.http.ratelimit import DIRECTORY_VARIABLE as LIMITS_DIR_VARIABLE
+from rates_platform.http.ratelimit import new_instance_directory
 from rates_platform.logs import logging_config
 from rates_platform.settings import Settings
 
@@ -79,7 +80,7 @@ def _metrics_dir() -> tuple[Path, bool]:
 
 def _limits_dir() -> Path:
     """A fresh directory for this instance's rate-limit counters, shared by its workers."""
-    path = Path(tempfile.mkdtemp(prefix="rates-limits-"))
+    path = Path(new_instance_directory())
     os.environ[LIMITS_DIR_VARIABLE] = str(path)
     return path
 

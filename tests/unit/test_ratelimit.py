@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import multiprocessing
+import os
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,11 +23,13 @@ from rates_platform.http import protection
 from rates_platform.http.ratelimit import (
     DIRECTORY_VARIABLE,
     LEASE_FRACTION,
+    RAM_DIRECTORY,
     Ask,
     Policy,
     RateLimiter,
     SharedFileStorage,
     client_address,
+    new_instance_directory,
 )
 from rates_platform.settings import Settings
 
@@ -290,3 +294,23 @@ def test_failed_credentials_count_against_the_address_and_stop_costing_lookups(
     assert statuses == [401] * 3 + [429] * 17
     assert database.reads == 4  # the three within the limit, and the one that went over
     assert client.get("/rates").status_code == 429  # no key at all: the same address
+
+
+@pytest.mark.skipif(
+    not os.access(RAM_DIRECTORY, os.W_OK), reason=f"{RAM_DIRECTORY} is not writable here"
+)
+def test_counters_live_in_ram_unless_tmpdir_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is written on every lease: tmpfs, not a disk-backed /tmp, by default."""
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    monkeypatch.delenv("TMPDIR", raising=False)
+    made = Path(new_instance_directory())
+    try:
+        assert made.parent == Path(RAM_DIRECTORY)
+        assert made.name.startswith("rates-limits-")
+        assert made.stat().st_mode & 0o777 == 0o700
+    finally:
+        made.rmdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert Path(new_instance_directory()).parent == tmp_path

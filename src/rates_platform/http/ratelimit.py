@@ -56,13 +56,27 @@ DIRECTORY_VARIABLE = "RATES_LIMITS_DIR"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# The counters file is written on every lease taken. On a disk-backed /tmp (ext4 here)
+# those writes cost the bench's limited lanes about 80 us more server CPU per request
+# than on tmpfs, in paired runs; /dev/shm is tmpfs on Linux hosts and in containers.
+# Only mkdtemp's private (0700) directories are made there.
+RAM_DIRECTORY = "/dev/shm"  # noqa: S108 # nosec B108
+
+
+def new_instance_directory() -> str:
+    """A fresh directory for an instance's counters: under an explicit TMPDIR if one is
+    set, else under /dev/shm where it is writable, else the default temporary directory."""
+    ram = "TMPDIR" not in os.environ and os.access(RAM_DIRECTORY, os.W_OK | os.X_OK)
+    return tempfile.mkdtemp(prefix="rates-limits-", dir=RAM_DIRECTORY if ram else None)
+
+
 def instance_directory() -> Path:
     """The directory `rates serve` made for this instance; else (an app built in one
     process, as in tests) a private one, removed at exit."""
     configured = os.environ.get(DIRECTORY_VARIABLE)
     if configured:
         return Path(configured)
-    path = tempfile.mkdtemp(prefix="rates-limits-")
+    path = new_instance_directory()
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return Path(path)
 
