@@ -135,6 +135,24 @@ def test_daily_series_fills_gaps_newest_first() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "days",
+    [
+        [date(1, 1, 3), date(1, 1, 2), date.min],
+        [date.max, date(9999, 12, 30), date(9999, 12, 29)],
+    ],
+)
+def test_daily_series_reaches_the_ends_of_the_calendar(days: list[date]) -> None:
+    """0001-01-01 and 9999-12-31 are valid dates of a query: no step past either."""
+    query = RatesQuery(days[-1], days[0], "a", "b")
+    series = daily_series(query, [(days[-1], 3, 30)])
+    assert [(r.day, r.price, r.count) for r in series] == [
+        (days[0], None, 0),
+        (days[1], None, 0),
+        (days[2], 10.0, 3),
+    ]
+
+
 def test_average_is_the_float_nearest_to_the_exact_mean() -> None:
     rng = random.Random(5)
     for _ in range(20_000):

@@ -146,10 +146,11 @@ def average(total: int, count: int) -> float | None:
 def daily_series(query: RatesQuery, totals: Iterable[tuple[date, int, int]]) -> list[DayRate]:
     """One entry per day of the range, newest first; days without prices count 0."""
     by_day = {day: (count, total) for day, count, total in totals}
-    no_prices, one_day = (0, 0), timedelta(days=1)
+    no_prices, one_day, first = (0, 0), timedelta(days=1), query.date_from
     series, day = [], query.date_to
-    for _ in range(query.days):  # the hot loop of /rates: date steps, no conversions
+    while True:  # the hot loop of /rates: date steps, no conversions
         count, total = by_day.get(day, no_prices)
         series.append(DayRate(day, average(total, count), count))
+        if day == first:  # never a step past it: 0001-01-01 has no day before
+            return series
         day -= one_day
-    return series
