@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -252,11 +251,12 @@ class Database:
     ) -> None:
         self.pool, self.outage, self.timeout = pool, outage, timeout
         self.watchdog = Watchdog(statement_timeout + WATCHDOG_GRACE_SECONDS, outage)
-        # One cursor per pooled connection, kept as long as the connection lives; a
-        # connection serves one thread at a time, so its cursor does too.
-        self._cursors: weakref.WeakKeyDictionary[
-            psycopg.Connection[Any], psycopg.Cursor[tuple[Any, ...]]
-        ] = weakref.WeakKeyDictionary()
+        # One cursor per pooled connection; a connection serves one thread at a time, so
+        # its cursor does too. A cursor holds its connection (weak keys would never be
+        # let go), so closed connections leave the map whenever a cursor is made, which
+        # is when the pool has replaced one: it never holds many more than the pool.
+        self._cursors: dict[psycopg.Connection[Any], psycopg.Cursor[tuple[Any, ...]]] = {}
+        self._cursors_lock = threading.Lock()
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
@@ -299,7 +299,15 @@ class Database:
         def fetch(conn: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             cursor = self._cursors.get(conn)
             if cursor is None:
-                cursor = self._cursors[conn] = conn.cursor()
+                cursor = self._new_cursor(conn)
             return cursor.execute(statement, params).fetchall()
 
         return self.read(fetch)
+
+    def _new_cursor(self, conn: psycopg.Connection[Any]) -> psycopg.Cursor[tuple[Any, ...]]:
+        cursor = conn.cursor()
+        with self._cursors_lock:  # readers only look up; every change is made here
+            for closed in [c for c in self._cursors if c.closed]:
+                del self._cursors[closed]
+            self._cursors[conn] = cursor
+        return cursor
