@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -114,6 +115,28 @@ def test_a_long_path_makes_a_short_log_line(api: ApiServer) -> None:
     time.sleep(0.2)  # the access line is written after the response
     line = next(line for line in api.output().splitlines() if request_id in line)
     assert len(line) < 1_000, len(line)
+
+
+def test_generated_request_ids_are_distinct_across_workers(api: ApiServer) -> None:
+    """Ids come from each worker's PRNG: forked workers must not share its state."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(lambda _: api.get("/").headers["X-Request-ID"], range(400)))
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids[:3]
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_process_draws_other_request_ids_than_its_parent() -> None:
+    from rates_platform.http.observability import _new_request_id  # noqa: PLC0415
+
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: write one id and leave without pytest's cleanup
+        os.write(writer, _new_request_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader) as pipe:
+        assert pipe.read() != _new_request_id()
 
 
 def metric_series(api: ApiServer) -> int:
