@@ -304,7 +304,8 @@ def test_counters_live_in_ram_unless_tmpdir_says_otherwise(
 ) -> None:
     """The file is written on every lease: tmpfs, not a disk-backed /tmp, by default."""
     monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
-    monkeypatch.delenv("TMPDIR", raising=False)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
     made = Path(new_instance_directory())
     try:
         assert made.parent == Path(RAM_DIRECTORY)

@@ -64,9 +64,11 @@ RAM_DIRECTORY = "/dev/shm"  # noqa: S108 # nosec B108
 
 
 def new_instance_directory() -> str:
-    """A fresh directory for an instance's counters: under an explicit TMPDIR if one is
-    set, else under /dev/shm where it is writable, else the default temporary directory."""
-    ram = "TMPDIR" not in os.environ and os.access(RAM_DIRECTORY, os.W_OK | os.X_OK)
+    """A fresh directory for an instance's counters: under an explicit temporary directory
+    if one is set (TMPDIR, TEMP or TMP, as tempfile reads them), else under /dev/shm where
+    it is writable, else the default temporary directory."""
+    explicit = any(name in os.environ for name in ("TMPDIR", "TEMP", "TMP"))
+    ram = not explicit and os.access(RAM_DIRECTORY, os.W_OK | os.X_OK)
     return tempfile.mkdtemp(prefix="rates-limits-", dir=RAM_DIRECTORY if ram else None)
 
 
