@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 def create_worker_app() -> Flask:
     """The app of one server worker, which keeps it until the worker exits.
 
-    Everything built at start (the app, its modules, the locations) lives as long as the
+    Everything built at start (the app, its modules, the pool) lives as long as the
     worker, so it moves out of the cyclic collector's reach (``gc.freeze``): otherwise
     every full collection re-scans some 90,000 objects, about a tenth of /rates' CPU.
     Log records skip the fields no log line shows.
