@@ -6,6 +6,7 @@ import ipaddress
 import multiprocessing
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -315,3 +316,24 @@ def test_counters_live_in_ram_unless_tmpdir_says_otherwise(
         made.rmdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     assert Path(new_instance_directory()).parent == tmp_path
+
+
+def test_the_counters_file_has_a_ceiling_and_makes_room_once_windows_end(
+    tmp_path: Path,
+) -> None:
+    """A flood of new clients fills the file to its cap, not the file system: new clients
+    then fail (the limiter fails open), and the next write after their windows end purges."""
+    cap = 64 * 1024
+    storage = SharedFileStorage(tmp_path, max_bytes=cap)
+    with pytest.raises(sqlite3.OperationalError) as full:
+        for n in range(20_000):
+            storage.take_many([Ask(f"LIMITER/addr:10.0.{n // 256}.{n % 256}/5/1/second", 1, 1, 5)])
+    assert full.value.sqlite_errorcode == sqlite3.SQLITE_FULL
+    assert 100 < n < 20_000  # it took many clients, and stopped long before the loop's end
+    conn = sqlite3.connect(tmp_path / "ratelimit.sqlite3")
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
+    assert pages * page_size <= cap
+    time.sleep(1.1)  # every window has ended
+    assert storage.take_many([Ask("LIMITER/addr:192.0.2.1/5/1/second", 1, 1, 5)])[0].granted == 1

@@ -40,6 +40,13 @@ from limits.storage import Storage
 
 # Expired counters are deleted at most this often per process, so the file stays small.
 PURGE_INTERVAL_SECONDS = 30.0
+# The counters file's ceiling (about 190 bytes per client and two windows: some 80,000
+# clients counted at once). A flood of new addresses cannot fill /dev/shm (64 MiB in a
+# default container) and leave no room to purge: past it, new clients are not counted
+# (fail open, the gateway still limits) and the next write purges expired counters.
+MAX_COUNTERS_BYTES = 16 * 2**20
+# The write-ahead log is cut back to this after each checkpoint.
+MAX_WAL_BYTES = 4 * 2**20
 # Seconds a writer waits for another process's UPSERT (microseconds each) before failing.
 BUSY_TIMEOUT_SECONDS = 2.0
 # A worker takes this share of a window's quota at a time (at least one request).
@@ -103,8 +110,9 @@ class SharedFileStorage(Storage):
 
     STORAGE_SCHEME = ["rates-sqlite"]  # noqa: RUF012 - limits' registry reads a list
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int = MAX_COUNTERS_BYTES) -> None:
         super().__init__()
+        self._max_bytes = max_bytes
         self._path = str(directory / DATABASE_NAME)
         self._lock_path = directory / LOCK_NAME
         self._local = threading.local()
@@ -124,6 +132,9 @@ class SharedFileStorage(Storage):
             conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {max(1, self._max_bytes // int(page_size))}")
+            conn.execute(f"PRAGMA journal_size_limit = {MAX_WAL_BYTES}")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY,"
                 " count INTEGER NOT NULL, expires_at REAL NOT NULL, quota INTEGER NOT NULL,"
@@ -147,6 +158,10 @@ class SharedFileStorage(Storage):
         fcntl.flock(turn, fcntl.LOCK_EX)
         try:
             rows = self._upsert(conn, asks)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                self._purged_at = 0.0  # the next take purges expired counters first
+            raise
         finally:
             fcntl.flock(turn, fcntl.LOCK_UN)
         found = {row[0]: Taken(int(row[1]), int(row[2]), float(row[3])) for row in rows}
