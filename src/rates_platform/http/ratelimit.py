@@ -330,8 +330,17 @@ class RateLimiter:
                     self._leases.clear()
                 for i, got in zip(asks, taken, strict=True):
                     if got.granted:
-                        self._leases[keys[i]] = Lease(got.granted - 1, got.count, got.expires_at)
-                        left = policy.amounts[i] - got.count + got.granted - 1
+                        lease = self._leases.get(keys[i])
+                        if lease is not None and lease.expires_at == got.expires_at:
+                            # Another thread of this worker refilled the same window
+                            # meanwhile: keep its tokens too, or they are counted unspent.
+                            lease.tokens += got.granted - 1
+                            lease.count = max(lease.count, got.count)
+                        else:
+                            lease = self._leases[keys[i]] = Lease(
+                                got.granted - 1, got.count, got.expires_at
+                            )
+                        left = policy.amounts[i] - lease.count + lease.tokens
                         used[i] = (left, got.expires_at)
                     else:
                         self._leases.pop(keys[i], None)
