@@ -362,3 +362,20 @@ def test_two_threads_refilling_one_window_waste_no_quota(tmp_path: Path) -> None
     while limiter.hit("addr:a", policy).allowed:
         admitted += 1
     assert admitted == 1000
+
+
+def test_a_full_counters_file_is_not_scanned_on_every_take(tmp_path: Path) -> None:
+    """While no window has ended, every new client finds the file full: looking for expired
+    counters scans them all under the writers' lock (some 13 ms at the 16 MiB cap), so it
+    is done once a second, not once per take (that cut an instance to ~75 takes/s)."""
+    storage = SharedFileStorage(tmp_path, max_bytes=64 * 1024)
+    n = 0
+    with pytest.raises(sqlite3.OperationalError):
+        for n in range(20_000):
+            storage.take_many([Ask(f"LIMITER/addr:10.0.{n // 256}.{n % 256}/5/1/minute", 60, 1, 5)])
+    statements: list[str] = []
+    storage._conn().set_trace_callback(statements.append)
+    for m in range(n + 1, n + 51):
+        with pytest.raises(sqlite3.OperationalError):
+            storage.take_many([Ask(f"LIMITER/addr:10.1.{m // 256}.{m % 256}/5/1/minute", 60, 1, 5)])
+    assert sum(s.startswith("DELETE") for s in statements) <= 1

@@ -40,6 +40,9 @@ from limits.storage import Storage
 
 # Expired counters are deleted at most this often per process, so the file stays small.
 PURGE_INTERVAL_SECONDS = 30.0
+# While the file is full, expired counters are looked for at most this often: each look
+# scans every counter (some 13 ms at the cap) with the writers' lock held.
+FULL_PURGE_INTERVAL_SECONDS = 1.0
 # The counters file's ceiling (about 190 bytes per client and two windows: some 80,000
 # clients counted at once). A flood of new addresses cannot fill /dev/shm (64 MiB in a
 # default container) and leave no room to purge: past it, new clients are not counted
@@ -160,7 +163,12 @@ class SharedFileStorage(Storage):
             rows = self._upsert(conn, asks)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
-                self._purged_at = 0.0  # the next take purges expired counters first
+                # A take purges expired counters first, a second after the last purge at
+                # the latest: not on every take while the file stays full.
+                self._purged_at = min(
+                    self._purged_at,
+                    time.time() - PURGE_INTERVAL_SECONDS + FULL_PURGE_INTERVAL_SECONDS,
+                )
             raise
         finally:
             fcntl.flock(turn, fcntl.LOCK_UN)
