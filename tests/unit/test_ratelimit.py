@@ -379,3 +379,33 @@ def test_a_full_counters_file_is_not_scanned_on_every_take(tmp_path: Path) -> No
         with pytest.raises(sqlite3.OperationalError):
             storage.take_many([Ask(f"LIMITER/addr:10.1.{m // 256}.{m % 256}/5/1/minute", 60, 1, 5)])
     assert sum(s.startswith("DELETE") for s in statements) <= 1
+
+
+def test_a_lease_from_an_ended_window_does_not_replace_the_next_windows(
+    tmp_path: Path,
+) -> None:
+    """A thread stalls after its take until the window ends; another thread takes in the
+    next window meanwhile. The stalled thread's lease (of an ended window) must not
+    replace the new one, or the new window loses a lease and refuses before its quota."""
+
+    class StallingStorage(SharedFileStorage):
+        stalled = False
+
+        def take_many(self, asks: Any) -> Any:
+            taken = super().take_many(asks)
+            if not self.stalled:
+                self.stalled = True
+                time.sleep(max(0.0, taken[0].expires_at - time.time()) + 0.02)
+                other = threading.Thread(target=limiter.hit, args=("addr:a", policy))
+                other.start()
+                other.join()
+            return taken
+
+    limiter = RateLimiter(StallingStorage(tmp_path), "100/second")
+    policy = limiter.policy_for(None)
+    assert policy is not None and policy.leases == [100 // LEASE_FRACTION] != [1]
+    assert limiter.hit("addr:a", policy).allowed  # counted in the window that has ended
+    admitted = 1  # the other thread's request, in the next window
+    while limiter.hit("addr:a", policy).allowed:
+        admitted += 1
+    assert admitted == 100

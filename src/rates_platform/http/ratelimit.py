@@ -344,10 +344,14 @@ class RateLimiter:
                             # meanwhile: keep its tokens too, or they are counted unspent.
                             lease.tokens += got.granted - 1
                             lease.count = max(lease.count, got.count)
-                        else:
+                        elif lease is None or lease.expires_at < got.expires_at:
                             lease = self._leases[keys[i]] = Lease(
                                 got.granted - 1, got.count, got.expires_at
                             )
+                        else:
+                            # Another thread took in the next window meanwhile: this
+                            # window has ended, its lease must not replace that one.
+                            lease = Lease(got.granted - 1, got.count, got.expires_at)
                         left = policy.amounts[i] - lease.count + lease.tokens
                         used[i] = (left, got.expires_at)
                     else:
