@@ -409,3 +409,20 @@ def test_a_lease_from_an_ended_window_does_not_replace_the_next_windows(
     while limiter.hit("addr:a", policy).allowed:
         admitted += 1
     assert admitted == 100
+
+
+@pytest.mark.skipif(
+    not os.access(RAM_DIRECTORY, os.W_OK), reason=f"{RAM_DIRECTORY} is not writable here"
+)
+def test_an_empty_tmpdir_keeps_the_counters_in_ram(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TMPDIR= (set, but empty: as a compose file's blank entry makes) names no directory,
+    and tempfile skips it: the counters still go to tmpfs, not a disk-backed /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    for name in ("TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", "")
+    made = Path(new_instance_directory())
+    try:
+        assert made.parent == Path(RAM_DIRECTORY)
+    finally:
+        made.rmdir()

@@ -77,7 +77,8 @@ def new_instance_directory() -> str:
     """A fresh directory for an instance's counters: under an explicit temporary directory
     if one is set (TMPDIR, TEMP or TMP, as tempfile reads them), else under /dev/shm where
     it is writable, else the default temporary directory."""
-    explicit = any(name in os.environ for name in ("TMPDIR", "TEMP", "TMP"))
+    # An empty one is not set: tempfile skips it too.
+    explicit = any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP"))
     ram = not explicit and os.access(RAM_DIRECTORY, os.W_OK | os.X_OK)
     return tempfile.mkdtemp(prefix="rates-limits-", dir=RAM_DIRECTORY if ram else None)
 
