@@ -426,3 +426,33 @@ def test_an_empty_tmpdir_keeps_the_counters_in_ram(monkeypatch: pytest.MonkeyPat
         assert made.parent == Path(RAM_DIRECTORY)
     finally:
         made.rmdir()
+
+
+def test_a_refusal_does_not_drop_a_lease_another_thread_just_took(tmp_path: Path) -> None:
+    """One thread takes the window's last lease; another, whose take came after it, is
+    refused and must not drop that lease: its tokens are quota nobody else can spend."""
+
+    class RacingStorage(SharedFileStorage):
+        raced = False
+
+        def take_many(self, asks: Any) -> Any:
+            if not self.raced:  # another thread takes the last lease first
+                self.raced = True
+                other = threading.Thread(target=limiter.hit, args=("addr:a", policy))
+                other.start()
+                other.join()
+            return super().take_many(asks)
+
+    storage = RacingStorage(tmp_path)
+    limiter = RateLimiter(storage, "100/minute")
+    policy = limiter.policy_for(None)
+    assert policy is not None and policy.leases == [100 // LEASE_FRACTION] != [1]
+    key = policy.keys[0][0] + "addr:a" + policy.keys[0][1]
+    storage.raced = True
+    assert storage.take_many([Ask(key, 60, 96, 100)])[0].granted == 96  # other workers'
+    storage.raced = False
+    assert not limiter.hit("addr:a", policy).allowed  # the other thread took the last lease
+    admitted = 1  # the other thread's request
+    while limiter.hit("addr:a", policy).allowed:
+        admitted += 1
+    assert admitted == 4

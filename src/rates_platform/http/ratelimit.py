@@ -358,7 +358,13 @@ class RateLimiter:
                         left = policy.amounts[i] - lease.count + lease.tokens
                         used[i] = (left, got.expires_at)
                     else:
-                        self._leases.pop(keys[i], None)
+                        lease = self._leases.get(keys[i])
+                        # Kept if another thread took it meanwhile: its tokens are quota.
+                        if lease is not None and (
+                            lease.expires_at < got.expires_at
+                            or (lease.expires_at == got.expires_at and lease.tokens == 0)
+                        ):
+                            del self._leases[keys[i]]
                         used[i] = (-1, got.expires_at)
         return self._verdict(policy, used)
 
