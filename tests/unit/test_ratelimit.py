@@ -456,3 +456,27 @@ def test_a_refusal_does_not_drop_a_lease_another_thread_just_took(tmp_path: Path
     while limiter.hit("addr:a", policy).allowed:
         admitted += 1
     assert admitted == 4
+
+
+def test_workers_starting_together_all_open_the_counters(tmp_path: Path) -> None:
+    """Four at a time opening a new counters file: switching it to WAL together failed
+    some of them with "database is locked" (18 of 800 opens), a worker's start failing."""
+    errors: list[Exception] = []
+    for round_ in range(200):
+        directory = tmp_path / str(round_)
+        directory.mkdir()
+        barrier = threading.Barrier(4)
+
+        def start(directory: Path = directory, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                SharedFileStorage(directory)
+            except sqlite3.Error as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []

@@ -135,7 +135,21 @@ class SharedFileStorage(Storage):
             # One connection per thread: sqlite3 connections are not shared. The
             # directory is made again if something removed it under a running server.
             os.makedirs(os.path.dirname(self._path), exist_ok=True)
-            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            # Set up on the writers' turn: workers starting together switched a new
+            # file to WAL at once and some failed with "database is locked" at once,
+            # SQLite's busy handler not called (18 of 800 opens, 4 threads at a time).
+            turn = self._writer_turn()
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            try:
+                conn = self._connect()
+            finally:
+                fcntl.flock(turn, fcntl.LOCK_UN)
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
@@ -146,7 +160,9 @@ class SharedFileStorage(Storage):
                 " count INTEGER NOT NULL, expires_at REAL NOT NULL, quota INTEGER NOT NULL,"
                 " granted INTEGER NOT NULL) WITHOUT ROWID"
             )
-            self._local.conn = conn
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _writer_turn(self) -> int:
