@@ -55,7 +55,7 @@ def _route() -> str:
 def _new_request_id() -> str:
     """32 random hex digits. An id correlates log lines and is no secret, so it comes from
     the process's PRNG (reseeded in each forked worker): uuid4 reads the kernel's random
-    source, a system call that cost 10 us of every request on this machine."""
+    source, one more system call per request."""
     return f"{random.getrandbits(128):032x}"  # nosec B311
 
 
