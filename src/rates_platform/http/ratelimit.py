@@ -356,33 +356,35 @@ class RateLimiter:
                 if len(self._leases) >= MAX_LEASES:
                     self._leases.clear()
                 for i, got in zip(asks, taken, strict=True):
-                    if got.granted:
-                        lease = self._leases.get(keys[i])
-                        if lease is not None and lease.expires_at == got.expires_at:
-                            # Another thread of this worker refilled the same window
-                            # meanwhile: keep its tokens too, or they are counted unspent.
-                            lease.tokens += got.granted - 1
-                            lease.count = max(lease.count, got.count)
-                        elif lease is None or lease.expires_at < got.expires_at:
-                            lease = self._leases[keys[i]] = Lease(
-                                got.granted - 1, got.count, got.expires_at
-                            )
-                        else:
-                            # Another thread took in the next window meanwhile: this
-                            # window has ended, its lease must not replace that one.
-                            lease = Lease(got.granted - 1, got.count, got.expires_at)
-                        left = policy.amounts[i] - lease.count + lease.tokens
-                        used[i] = (left, got.expires_at)
-                    else:
-                        lease = self._leases.get(keys[i])
-                        # Kept if another thread took it meanwhile: its tokens are quota.
-                        if lease is not None and (
-                            lease.expires_at < got.expires_at
-                            or (lease.expires_at == got.expires_at and lease.tokens == 0)
-                        ):
-                            del self._leases[keys[i]]
-                        used[i] = (-1, got.expires_at)
+                    lease = self._settle(keys[i], got)
+                    left = -1 if lease is None else policy.amounts[i] - lease.count + lease.tokens
+                    used[i] = (left, got.expires_at)
         return self._verdict(policy, used)
+
+    def _settle(self, key: str, got: Taken) -> Lease | None:
+        """This worker's lease for ``key`` once a take returned (the caller holds the
+        lock); None if the take was refused."""
+        lease = self._leases.get(key)
+        if not got.granted:
+            # Kept if another thread took it meanwhile: its tokens are quota.
+            if lease is not None and (
+                lease.expires_at < got.expires_at
+                or (lease.expires_at == got.expires_at and lease.tokens == 0)
+            ):
+                del self._leases[key]
+            return None
+        if lease is not None and lease.expires_at == got.expires_at:
+            # Another thread of this worker refilled the same window meanwhile: keep
+            # its tokens too, or they are counted unspent.
+            lease.tokens += got.granted - 1
+            lease.count = max(lease.count, got.count)
+            return lease
+        taken = Lease(got.granted - 1, got.count, got.expires_at)
+        if lease is None or lease.expires_at < got.expires_at:
+            self._leases[key] = taken
+        # Else another thread took in the next window meanwhile: this window has
+        # ended, and its lease must not replace that one.
+        return taken
 
     @staticmethod
     def _verdict(policy: Policy, used: list[tuple[int, float]]) -> Verdict:
