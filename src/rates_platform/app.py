@@ -9,6 +9,7 @@ from flask import Flask
 
 from rates_platform.db import Database, Outage, make_pool
 from rates_platform.http import observability, ops, problems, protection
+from rates_platform.http.edge import Edge, Route
 from rates_platform.http.jsonprovider import OrjsonProvider
 from rates_platform.logs import skip_unshown_record_fields
 from rates_platform.rates import routes as rates_routes
@@ -29,13 +30,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     atexit.register(pool.close)
     database = Database(pool, outage, settings.pool_timeout, settings.statement_timeout)
     app.extensions["database"] = database
-    app.extensions["rates_service"] = RatesService(database, settings.max_range_days)
 
-    observability.register(app, pool)
+    service = RatesService(database, settings.max_range_days)
+
+    recorder = observability.register(app, pool)
     problems.register(app)
-    protection.register(app, settings, database)
+    guard = protection.register(app, settings, database)
     app.register_blueprint(rates_routes.bp)
     app.register_blueprint(ops.bp)
+    # The middleware way Flask documents: /rates is served in front of Flask's cycle.
+    rates_route = Route("/rates", "rates.rates", lambda params: rates_routes.rates(service, params))
+    app.wsgi_app = Edge(app.wsgi_app, [rates_route], recorder, guard)  # type: ignore[method-assign]
     return app
 
 

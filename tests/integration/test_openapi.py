@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from rates_platform.http.edge import Edge
 from rates_platform.http.ops import openapi_document
 
 # Static files of the docs page itself, not part of the API.
@@ -29,11 +30,14 @@ def test_document_is_valid_openapi_3_1(client: FlaskClient) -> None:
 
 
 def test_every_route_is_documented(app: Flask) -> None:
+    """Flask's routes and the ones the edge serves in front of it."""
+    assert isinstance(app.wsgi_app, Edge)
     routes = {
         rule.rule
         for rule in app.url_map.iter_rules()
         if not rule.rule.startswith(UNDOCUMENTED_PREFIXES)
-    }
+    } | app.wsgi_app.paths
+    assert "/rates" in routes
     assert routes == set(openapi_document()["paths"])
 
 

@@ -6,6 +6,8 @@ import logging
 import random
 import re
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, Response, abort, g, request
 from prometheus_client import Counter, Gauge, Histogram
@@ -59,12 +61,21 @@ def _new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"  # nosec B311
 
 
+def request_id(environ: Mapping[str, Any]) -> str:
+    """The caller's X-Request-ID if it is safe to log, else a new one."""
+    supplied = environ.get(_REQUEST_ID_ENVIRON_KEY, "")
+    return supplied if _SAFE_REQUEST_ID.fullmatch(supplied) else _new_request_id()
+
+
+def query_too_long(environ: Mapping[str, Any]) -> bool:
+    return len(environ.get("QUERY_STRING", "")) > MAX_QUERY_STRING_BYTES
+
+
 def _start() -> None:
     environ = request.environ  # every request: the raw WSGI keys are cheapest
-    supplied = environ.get(_REQUEST_ID_ENVIRON_KEY, "")
-    g.request_id = supplied if _SAFE_REQUEST_ID.fullmatch(supplied) else _new_request_id()
+    g.request_id = request_id(environ)
     g.started = time.perf_counter()
-    if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_STRING_BYTES:
+    if query_too_long(environ):
         abort(414)
 
 
@@ -72,48 +83,68 @@ def _start() -> None:
 POOL_GAUGES_INTERVAL_SECONDS = 1.0
 
 
-def register(app: Flask, pool: ConnectionPool) -> None:
-    pool_gauges_at = [0.0]  # last refresh; a benign race between threads at worst
+class Recorder:
+    """Counts, times and logs each finished request, for Flask's routes and the edge's."""
 
-    def refresh_pool_gauges(now: float) -> None:
-        if now - pool_gauges_at[0] < POOL_GAUGES_INTERVAL_SECONDS:
-            return
-        pool_gauges_at[0] = now
-        stats = pool.get_stats()
-        POOL_CONNECTIONS.set(stats.get("pool_size", 0))
-        POOL_IDLE.set(stats.get("pool_available", 0))
-        POOL_WAITING.set(stats.get("requests_waiting", 0))
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._pool_gauges_at = 0.0  # last refresh; a benign race between threads at worst
+        # The metric children per label set, looked up once: the labels are a closed set.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    # The metric children per label set, looked up once: the labels are a closed set.
-    series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-
-    def finish(response: Response) -> Response:
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        request_id = g.get("request_id", "")
-        route, method, status = _route(), request.method, response.status_code
-        response.headers[REQUEST_ID_HEADER] = request_id
+    def record(
+        self, *, request_id: str, method: str, route: str, path: str, status: int, elapsed: float
+    ) -> None:
         labels = (method if method in KNOWN_METHODS else "other", route, status)
-        counted = series.get(labels)
+        counted = self._series.get(labels)
         if counted is None:
-            counted = series[labels] = (
+            counted = self._series[labels] = (
                 REQUESTS.labels(labels[0], route, str(status)),
                 LATENCY.labels(labels[0], route),
             )
         counted[0].inc()
         counted[1].observe(elapsed)
-        refresh_pool_gauges(time.monotonic())
+        self._refresh_pool_gauges(time.monotonic())
         _access_log.info(
             "request",
             extra={
                 "request_id": request_id,
                 "method": method[:32],  # printable: werkzeug decodes it as latin-1
                 "route": route,
-                "path": request.path[:MAX_LOGGED_PATH_CHARS],
+                "path": path[:MAX_LOGGED_PATH_CHARS],
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
             },
+        )
+
+    def _refresh_pool_gauges(self, now: float) -> None:
+        if now - self._pool_gauges_at < POOL_GAUGES_INTERVAL_SECONDS:
+            return
+        self._pool_gauges_at = now
+        stats = self._pool.get_stats()
+        POOL_CONNECTIONS.set(stats.get("pool_size", 0))
+        POOL_IDLE.set(stats.get("pool_available", 0))
+        POOL_WAITING.set(stats.get("requests_waiting", 0))
+
+
+def register(app: Flask, pool: ConnectionPool) -> Recorder:
+    """Request ids, metrics and access lines for Flask's routes; the recorder, for the edge's."""
+    recorder = Recorder(pool)
+
+    def finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        request_id = g.get("request_id", "")
+        response.headers[REQUEST_ID_HEADER] = request_id
+        recorder.record(
+            request_id=request_id,
+            method=request.method,
+            route=_route(),
+            path=request.path,
+            status=response.status_code,
+            elapsed=elapsed,
         )
         return response
 
     app.before_request(_start)
     app.after_request(finish)
+    return recorder

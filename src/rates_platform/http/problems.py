@@ -1,18 +1,27 @@
-"""RFC 9457 problem responses for every error, so clients never see HTML or a trace."""
+"""RFC 9457 problem responses for every error, so clients never see HTML or a trace.
+
+A ``Problem`` says what went wrong; Flask's routes answer it with ``response``, and
+the edge (``http.edge``), which serves /rates without Flask, writes ``Problem.body``
+itself. Both map exceptions to problems with ``problem_for``, so the two agree.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, g, request
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from rates_platform.rates.errors import InvalidRatesQuery
 
 PROBLEM_TYPE_PREFIX = "urn:rates-platform:problem:"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 2
 _log = logging.getLogger("rates_platform.errors")
 
@@ -27,6 +36,40 @@ _HTTP_PROBLEM_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    problem_type: str
+    title: str
+    detail: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self, instance: str, request_id: str | None) -> bytes:
+        return orjson.dumps(
+            {
+                "type": PROBLEM_TYPE_PREFIX + self.problem_type,
+                "title": self.title,
+                "status": self.status,
+                "detail": self.detail,
+                "instance": instance,
+                "request_id": request_id,
+                **self.extra,
+            }
+        )
+
+
+def response(problem: Problem) -> Response:
+    """The problem as Flask's answer to the current request."""
+    answer = Response(
+        problem.body(request.path, g.get("request_id")),
+        status=problem.status,
+        mimetype=PROBLEM_MEDIA_TYPE,
+    )
+    answer.headers.update(problem.headers)
+    return answer
+
+
 def problem(
     status: int,
     problem_type: str,
@@ -35,37 +78,28 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    body = {
-        "type": PROBLEM_TYPE_PREFIX + problem_type,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.path,
-        "request_id": g.get("request_id"),
-        **extra,
-    }
-    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
-    response.headers.update(headers or {})
-    return response
+    return response(Problem(status, problem_type, title, detail, headers or {}, extra))
 
 
-def _invalid_query(exc: InvalidRatesQuery) -> Response:
-    return problem(
+def _invalid_query(exc: InvalidRatesQuery) -> Problem:
+    return Problem(
         400,
         exc.problem_type,
         exc.title,
         exc.detail,
-        parameter=exc.parameter,
-        invalid_params=[{"name": exc.parameter, "reason": exc.detail}],
+        extra={
+            "parameter": exc.parameter,
+            "invalid_params": [{"name": exc.parameter, "reason": exc.detail}],
+        },
     )
 
 
-def _http_error(exc: HTTPException) -> Response:
+def http_problem(exc: HTTPException) -> Problem:
     status = exc.code or 500
     headers = {}
     if status == 405:
         headers["Allow"] = exc.get_response().headers.get("Allow", "")
-    return problem(
+    return Problem(
         status,
         _HTTP_PROBLEM_TYPES.get(status, f"http-{status}"),
         exc.name,
@@ -74,10 +108,10 @@ def _http_error(exc: HTTPException) -> Response:
     )
 
 
-def _database_unavailable(exc: Exception) -> Response:
+def _database_unavailable(exc: Exception) -> Problem:
     # The class name is enough to diagnose; messages may carry connection details.
     _log.warning("database unavailable", extra={"error": type(exc).__name__})
-    return problem(
+    return Problem(
         503,
         "database-unavailable",
         "Service Unavailable",
@@ -86,9 +120,9 @@ def _database_unavailable(exc: Exception) -> Response:
     )
 
 
-def _unexpected(exc: Exception) -> Response:
+def _unexpected(exc: Exception) -> Problem:
     _log.error("unhandled error", exc_info=exc)
-    return problem(
+    return Problem(
         500,
         "internal-error",
         "Internal Server Error",
@@ -96,9 +130,18 @@ def _unexpected(exc: Exception) -> Response:
     )
 
 
+def problem_for(exc: Exception) -> Problem:
+    """The problem a request that raised ``exc`` answers with; logs what operators need."""
+    if isinstance(exc, InvalidRatesQuery):
+        return _invalid_query(exc)
+    if isinstance(exc, HTTPException):
+        return http_problem(exc)
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        return _database_unavailable(exc)
+    return _unexpected(exc)
+
+
 def register(app: Flask) -> None:
-    app.register_error_handler(InvalidRatesQuery, _invalid_query)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(PoolTimeout, _database_unavailable)
-    app.register_error_handler(psycopg.OperationalError, _database_unavailable)
-    app.register_error_handler(Exception, _unexpected)
+    # Flask hands HTTP errors (404, 405...) to the handler for Exception too; redirects
+    # are not errors and never reach it.
+    app.register_error_handler(Exception, lambda exc: response(problem_for(exc)))
