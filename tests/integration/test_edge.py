@@ -104,3 +104,12 @@ def test_an_unexpected_error_is_a_problem_without_its_message(
     assert response.json["type"] == "urn:rates-platform:problem:internal-error"
     assert next(r.exc_info[1] for r in caplog.records if r.exc_info).args == ("secret internals",)  # type: ignore[index]
     assert app.test_client().get(EXAMPLE).status_code == 200  # the inner edge still serves
+
+
+@pytest.mark.parametrize("method", ["get", "Get", "head", "options"])
+def test_a_method_in_any_case_is_served_as_flask_did(client: FlaskClient, method: str) -> None:
+    """Werkzeug upper-cases the method, and granian passes it as the client wrote it."""
+    ours = client.open(EXAMPLE, method=method)
+    expected = client.open(EXAMPLE, method=method.upper())
+    assert ours.status_code == expected.status_code == 200
+    assert ours.data == expected.data

@@ -75,7 +75,7 @@ class Edge:
             return self._app(environ, start_response)
         started = time.perf_counter()
         request_id = observability.request_id(environ)
-        method = environ["REQUEST_METHOD"]
+        method = environ.get("REQUEST_METHOD", "GET").upper()  # as werkzeug reads it
         status, headers, body = self._answer(route, environ, method, request_id)
         if self._guard is not None and (limits := self._guard.rate_limit_headers(environ)):
             headers.update(limits)
