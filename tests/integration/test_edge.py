@@ -113,3 +113,11 @@ def test_a_method_in_any_case_is_served_as_flask_did(client: FlaskClient, method
     expected = client.open(EXAMPLE, method=method.upper())
     assert ours.status_code == expected.status_code == 200
     assert ours.data == expected.data
+
+
+@pytest.mark.parametrize("path", ["//rates", "///rates"])
+def test_leading_slashes_are_served_as_flask_did(client: FlaskClient, path: str) -> None:
+    """A base URL with a trailing slash makes "//rates"; werkzeug reads it as /rates."""
+    ours = client.get(EXAMPLE, environ_overrides={"PATH_INFO": path})  # as granian passes it
+    assert ours.status_code == 200
+    assert ours.data == client.get(EXAMPLE).data

@@ -70,7 +70,8 @@ class Edge:
         return frozenset(self._routes)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        route = self._routes.get(environ.get("PATH_INFO", ""))
+        # Werkzeug's request.path: leading slashes collapsed, so "//rates" is /rates.
+        route = self._routes.get("/" + environ.get("PATH_INFO", "").lstrip("/"))
         if route is None:
             return self._app(environ, start_response)
         started = time.perf_counter()
