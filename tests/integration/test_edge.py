@@ -121,3 +121,23 @@ def test_leading_slashes_are_served_as_flask_did(client: FlaskClient, path: str)
     ours = client.get(EXAMPLE, environ_overrides={"PATH_INFO": path})  # as granian passes it
     assert ours.status_code == 200
     assert ours.data == client.get(EXAMPLE).data
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "route"),
+    [
+        ("POST", "", "<unmatched>"),
+        ("JUNK", "", "<unmatched>"),
+        ("PUT", "?x=" + "a" * 5_000, "<unmatched>"),
+        ("GET", "?x=" + "a" * 5_000, "/rates"),
+        ("OPTIONS", "", "/rates"),
+    ],
+)
+def test_a_method_the_route_lacks_is_counted_unmatched_as_flask_did(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, method: str, query: str, route: str
+) -> None:
+    """Flask matched no rule for it (no url_rule): the route label was <unmatched>."""
+    with caplog.at_level(logging.INFO, logger="rates_platform.access"):
+        client.open("/rates" + query, method=method, headers={"X-Request-ID": "edge-405"})
+    lines = [r for r in caplog.records if getattr(r, "request_id", None) == "edge-405"]
+    assert [line.route for line in lines] == [route]  # type: ignore[attr-defined]

@@ -85,7 +85,8 @@ class Edge:
         self._recorder.record(
             request_id=request_id,
             method=method,
-            route=route.path,
+            # Flask matched no rule for a method the route lacks: its 405s were unmatched.
+            route=route.path if method in ALLOWED_METHODS else observability.UNMATCHED_ROUTE,
             path=route.path,
             status=status,
             elapsed=time.perf_counter() - started,
