@@ -112,7 +112,9 @@ def test_a_method_in_any_case_is_served_as_flask_did(client: FlaskClient, method
     ours = client.open(EXAMPLE, method=method)
     expected = client.open(EXAMPLE, method=method.upper())
     assert ours.status_code == expected.status_code == 200
-    assert ours.data == expected.data
+    # Only HEAD as sent has no body: werkzeug's check, and the server frames "head" as
+    # any other method, so a Content-Length without its body would hang the client.
+    assert ours.data == (b"" if method == "options" else client.get(EXAMPLE).data)
 
 
 @pytest.mark.parametrize("path", ["//rates", "///rates"])

@@ -91,7 +91,8 @@ class Edge:
             status=status,
             elapsed=time.perf_counter() - started,
         )
-        return [] if method == "HEAD" else [body]
+        # Bodiless only for HEAD as sent: werkzeug's check, and what the server frames.
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _answer(
         self, route: Route, environ: Environ, method: str, request_id: str
