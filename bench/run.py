@@ -85,7 +85,7 @@ MAX_P99_MS = 25.0
 # counted, none refused); the limited path must stay within 5 % of the unlimited one.
 RATE_LIMITED_MIXED = "mixed, RATE_LIMIT set"
 PAIRED_MIXED = "mixed, paired without"
-BENCH_RATE_LIMIT = "5000/second;300000/minute"
+BENCH_RATE_LIMIT = "10000/second;600000/minute"
 MIN_LIMITED_TO_UNLIMITED = 0.95
 # The targets' ratios come from servers measured in alternation (A B B A, half the
 # duration each), round after round, and the median round counts: a single pass put
