@@ -112,7 +112,7 @@ class Edge:
             if method not in SERVED_METHODS:
                 raise MethodNotAllowed(valid_methods=list(ALLOWED_METHODS))
             body = route.body(query_parameters(environ))
-        except Exception as exc:
+        except Exception as exc:  # every error is a problem, as Flask's handler makes it
             return self._problem(problem_for(exc), route, request_id)
         return 200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body
 

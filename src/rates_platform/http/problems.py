@@ -94,7 +94,7 @@ def _invalid_query(exc: InvalidRatesQuery) -> Problem:
     )
 
 
-def http_problem(exc: HTTPException) -> Problem:
+def _http_problem(exc: HTTPException) -> Problem:
     status = exc.code or 500
     headers = {}
     if status == 405:
@@ -135,7 +135,7 @@ def problem_for(exc: Exception) -> Problem:
     if isinstance(exc, InvalidRatesQuery):
         return _invalid_query(exc)
     if isinstance(exc, HTTPException):
-        return http_problem(exc)
+        return _http_problem(exc)
     if isinstance(exc, PoolTimeout | psycopg.OperationalError):
         return _database_unavailable(exc)
     return _unexpected(exc)
