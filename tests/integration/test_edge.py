@@ -142,3 +142,25 @@ def test_a_method_the_route_lacks_is_counted_unmatched_as_flask_did(
         client.open("/rates" + query, method=method, headers={"X-Request-ID": "edge-405"})
     lines = [r for r in caplog.records if getattr(r, "request_id", None) == "edge-405"]
     assert [line.route for line in lines] == [route]  # type: ignore[attr-defined]
+
+
+class _BrokenRecorder(Recorder):
+    def record(self, **facts: Any) -> None:
+        raise OSError("metrics store unwritable")
+
+
+def test_a_broken_metrics_store_is_a_500_problem_as_in_flask(sample_db: Any) -> None:
+    """Flask turned a failing after-request hook into a 500 problem; the edge must not
+    hand the exception to the server after choosing its status line."""
+    settings = settings_for(sample_db.app)
+    app: Flask = create_app(settings)
+    database = app.extensions["database"]
+    rates = Route("/rates2", "rates.rates", lambda params: b"{}")
+    app.wsgi_app = Edge(  # type: ignore[method-assign]
+        app.wsgi_app, [rates], _BrokenRecorder(database.pool), Guard(settings, database)
+    )
+    response = app.test_client().get("/rates2", headers={"X-Request-ID": "broken-1"})
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["X-Request-ID"] == response.json["request_id"] == "broken-1"
+    assert b"unwritable" not in response.data

@@ -80,17 +80,20 @@ class Edge:
         status, headers, body = self._answer(route, environ, method, request_id)
         if self._guard is not None and (limits := self._guard.rate_limit_headers(environ)):
             headers.update(limits)
+        try:
+            self._recorder.record(
+                request_id=request_id,
+                method=method,
+                # Flask matched no rule for a method the route lacks: its 405s were unmatched.
+                route=route.path if method in ALLOWED_METHODS else observability.UNMATCHED_ROUTE,
+                path=route.path,
+                status=status,
+                elapsed=time.perf_counter() - started,
+            )
+        except Exception as exc:  # a broken metrics store: a 500 problem, as Flask answered
+            status, headers, body = self._problem(problem_for(exc), route, request_id)
         headers[REQUEST_ID_HEADER] = request_id
         start_response(_status_line(status), list(headers.items()))
-        self._recorder.record(
-            request_id=request_id,
-            method=method,
-            # Flask matched no rule for a method the route lacks: its 405s were unmatched.
-            route=route.path if method in ALLOWED_METHODS else observability.UNMATCHED_ROUTE,
-            path=route.path,
-            status=status,
-            elapsed=time.perf_counter() - started,
-        )
         # Bodiless only for HEAD as sent: werkzeug's check, and what the server frames.
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
